@@ -1,0 +1,188 @@
+"""Pure limit functions, one per quantity, on per-joint numpy arrays.
+
+Motion is limited in steps (rad per control tick) rather than in velocities: a step that is inside
+every bound comes back bit for bit, and the per-tick bounds are products the caller computes once
+per tick (max_step = max_velocity * dt, accel_step = max_acceleration * dt**2). Inputs must be
+finite; the limiter rejects non-finite commands and states before they reach these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from dit4dit_policy.joint_table import JointTable
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64)
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True)
+class LimitSnapshot:
+    """The bounds the limiter enforces, read-only, taken once from the joint table."""
+
+    lower: np.ndarray  # rad, min_position + soft_margin
+    upper: np.ndarray  # rad, max_position - soft_margin
+    max_velocity: np.ndarray  # rad/s, min(hardware, group ceiling) for commanded targets
+    max_acceleration: np.ndarray  # rad/s^2
+    max_effort: np.ndarray  # N*m, bound on tau + kp*(q - q_meas) + kd*(dq - dq_meas)
+
+    @classmethod
+    def from_table(cls, table: JointTable) -> LimitSnapshot:
+        """Snapshot of `table`; a joint whose table entry switches a bound off is refused, never passed."""
+        for j in table.joints:
+            lim = j.limits
+            off = [
+                name
+                for name, on in (
+                    ("position", lim.has_position_limits),
+                    ("velocity", lim.has_velocity_limits),
+                    ("acceleration", lim.has_acceleration_limits),
+                    ("effort", lim.has_effort_limits),
+                )
+                if not on
+            ]
+            if off:
+                raise ValueError(
+                    f"joint {j.name} has {'/'.join(off)} limits switched off; the limiter needs all"
+                )
+        margin = table.soft_margin
+        return cls(
+            lower=_frozen(table.column("min_position") + margin),
+            upper=_frozen(table.column("max_position") - margin),
+            max_velocity=_frozen(table.command_velocity_limits()),
+            max_acceleration=_frozen(table.column("max_acceleration")),
+            max_effort=_frozen(table.column("max_effort")),
+        )
+
+
+def clamp_position(q: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """q clipped into [lower, upper]."""
+    return np.minimum(np.maximum(q, lower), upper)
+
+
+def limit_velocity(step: np.ndarray, max_step: np.ndarray) -> np.ndarray:
+    """A per-tick step clipped to [-max_step, max_step]."""
+    return np.minimum(np.maximum(step, -max_step), max_step)
+
+
+def limit_acceleration(step: np.ndarray, step_prev: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
+    """A step clipped to within accel_step of step_prev (the previous velocity times this tick's dt)."""
+    return np.minimum(np.maximum(step, step_prev - accel_step), step_prev + accel_step)
+
+
+def braking_step(distance: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
+    """The largest step toward a point `distance` away from which the output can still stop on it.
+
+    Stopping from a step of n*u (u = accel_step) takes the steps n*u, (n-1)*u, ..., u and covers
+    u*n*(n+1)/2; this solves that for n*u.
+    """
+    return accel_step * (np.sqrt(0.25 + 2.0 * distance / accel_step) - 0.5)
+
+
+def stopping_distance(step: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
+    """Distance covered from a step of `step` to rest, decelerating by accel_step per tick (>= 0)."""
+    s = np.abs(step)
+    return s * (s / accel_step + 1.0) / 2.0
+
+
+def approach_step(error: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
+    """The step toward a goal `error` away: all of it if the output can stop there, else the braking step.
+
+    Aiming at a stationary goal is what keeps the output from overshooting: a moving reference is
+    followed with a lag of at most its stopping distance, never ahead of it.
+    """
+    distance = np.abs(error)
+    return np.copysign(np.minimum(distance, braking_step(distance, accel_step)), error)
+
+
+class Motion(NamedTuple):
+    q: np.ndarray  # next output position
+    step: np.ndarray  # q - q_prev
+    position_clamps: int  # joints whose output hit the position range
+    velocity_clamps: int  # joints whose step the velocity bound cut
+    acceleration_clamps: int  # joints whose step the acceleration bound cut
+
+
+def limit_motion(
+    goal: np.ndarray,
+    q_prev: np.ndarray,
+    step_prev: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    max_step: np.ndarray,
+    accel_step: np.ndarray,
+) -> Motion:
+    """One tick from q_prev toward goal. Later bounds win: position > velocity > acceleration."""
+    wanted = approach_step(clamp_position(goal, lower, upper) - q_prev, accel_step)
+    accel_limited = limit_acceleration(wanted, step_prev, accel_step)
+    step = limit_velocity(accel_limited, max_step)
+    unclamped = q_prev + step
+    q = clamp_position(unclamped, lower, upper)
+    return Motion(
+        q=q,
+        step=q - q_prev,
+        position_clamps=int(np.count_nonzero(q != unclamped)),
+        velocity_clamps=int(np.count_nonzero(step != accel_limited)),
+        acceleration_clamps=int(np.count_nonzero(accel_limited != wanted)),
+    )
+
+
+class Effort(NamedTuple):
+    tau: np.ndarray
+    kp: np.ndarray
+    kd: np.ndarray
+    clamps: int  # joints where any of tau, kp, kd was reduced
+
+
+def _give_back(term: np.ndarray, sign: np.ndarray, excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`term` cut toward zero by up to `excess` where it pushes with `sign`; the excess still left."""
+    cut = np.minimum(excess, np.maximum(sign * term, 0.0))
+    return term - sign * cut, excess - cut
+
+
+def _scaled(gain: np.ndarray, bounded: np.ndarray, term: np.ndarray) -> np.ndarray:
+    """gain * bounded/term (a ratio in [0, 1]); unchanged where the term is zero."""
+    return gain * np.divide(bounded, term, out=np.ones_like(term), where=term != 0)
+
+
+def bound_effort(
+    q: np.ndarray,
+    dq: np.ndarray,
+    tau: np.ndarray,
+    kp: np.ndarray,
+    kd: np.ndarray,
+    q_meas: np.ndarray,
+    dq_meas: np.ndarray,
+    max_effort: np.ndarray,
+) -> Effort:
+    """tau, kp, kd reduced so that |tau + kp*(q - q_meas) + kd*(dq - dq_meas)| <= max_effort.
+
+    tau is first clipped to +-max_effort on its own, so the bound still holds when the motor's own
+    fresher measurement makes the PD terms vanish. A total still over the bound is cut in the terms
+    pushing the same way as the total, each at most to zero, in this order: the feed-forward torque
+    (the policy's unverified part), the spring (kp scaled down), the damper (kd scaled down, last
+    because damping is what the hold-off states rely on). Scaling kp rather than pulling q toward
+    q_meas gives the same torque at this measurement but keeps q on its velocity- and
+    acceleration-bounded path, and a glitchy measurement cannot drag the target along.
+    """
+    tau_b = np.minimum(np.maximum(tau, -max_effort), max_effort)
+    spring = kp * (q - q_meas)
+    damper = kd * (dq - dq_meas)
+    total = tau_b + spring + damper
+    excess = np.abs(total) - max_effort
+    if not (excess > 0).any():
+        return Effort(tau=tau_b, kp=kp, kd=kd, clamps=int(np.count_nonzero(tau_b != tau)))
+    sign = np.sign(total)
+    tau_b, excess = _give_back(tau_b, sign, np.maximum(excess, 0.0))
+    spring_b, excess = _give_back(spring, sign, excess)
+    damper_b, _ = _give_back(damper, sign, excess)
+    kp_b = _scaled(kp, spring_b, spring)
+    kd_b = _scaled(kd, damper_b, damper)
+    changed = (tau_b != tau) | (kp_b != kp) | (kd_b != kd)
+    return Effort(tau=tau_b, kp=kp_b, kd=kd_b, clamps=int(np.count_nonzero(changed)))
