@@ -409,6 +409,8 @@ class G1Link:
 
     def _on_state(self, reader: DataReader) -> None:
         now = time.monotonic()
+        if reader is None:
+            return  # close() deleted the reader while this callback was already queued
         try:
             samples = take_raw(reader, 16)
         except DDSException:

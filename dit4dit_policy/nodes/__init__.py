@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: parameters, QoS, timers and message conversion; the logic lives in the core."""

@@ -1,0 +1,97 @@
+"""A ROS client of the safety bridge: sends joint commands, watches joint states and safety status,
+calls the bridge's services. Used by the demo, the benchmark and the node tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import JointState
+
+from dit4dit_policy.config import load_yaml
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class BridgeClient:
+    """Runs its own rclpy context and executor thread, so it can live beside anything else."""
+
+    def __init__(self, domain_id: int, params_file: str = "bridge.yaml", name: str = "bridge_client"):
+        topics = load_yaml(params_file)["safety_bridge"]["ros__parameters"]["topics"]
+        self.topics = topics
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self._cmd_pub = self.node.create_publisher(JointState, topics["joint_command"], 10)
+        self.joint_states: list[JointState] = []
+        self.status: list[DiagnosticStatus] = []
+        self.node.create_subscription(JointState, topics["joint_states"], self.joint_states.append, 10)
+        self.node.create_subscription(DiagnosticStatus, topics["safety_status"], self.status.append, 10)
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._spinner = threading.Thread(target=self._spin, name=name, daemon=True)
+        self._spinner.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self._executor.spin_once(timeout_sec=0.05)
+
+    def wait_for_bridge(self, timeout: float = 20.0) -> None:
+        """Until the bridge subscribes our commands: anything sent before discovery is lost."""
+        wait_for(lambda: self._cmd_pub.get_subscription_count() > 0, timeout, "the bridge's command subscription")
+
+    def command(self, names: Sequence[str], positions: Sequence[float]) -> None:
+        msg = JointState()
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.name, msg.position = list(names), [float(p) for p in positions]
+        self._cmd_pub.publish(msg)
+
+    def call(self, srv_type, name: str, request, timeout: float = 10.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {name} not available after {timeout} s")
+            future = client.call_async(request)
+            wait_for(future.done, timeout, f"an answer from {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def last_status(self) -> dict[str, str]:
+        """The bridge's latest safety status as key -> value ({} before the first one)."""
+        if not self.status:
+            return {}
+        latest = self.status[-1]
+        return {"message": latest.message, **{kv.key: kv.value for kv in latest.values}}
+
+    def joint_position(self, name: str) -> float:
+        """Latest measured position of one joint from /joint_states (nan before the first)."""
+        if not self.joint_states:
+            return float("nan")
+        latest = self.joint_states[-1]
+        return latest.position[latest.name.index(name)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._spinner.join(2.0)
+        self._executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+    def __enter__(self) -> BridgeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,247 @@
+"""The safety bridge as a ROS 2 lifecycle node: the only road from any policy to the G1's motors.
+
+configure: read parameters, join the robot's DDS domain; activate: start the motor loop and the
+start-up ramp; deactivate / shutdown: damping, then stop. Moves nothing until activated.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Imu, JointState
+from std_srvs.srv import Trigger
+
+from dit4dit_policy.bridge import Bridge
+from dit4dit_policy.g1 import LinkConfig
+from dit4dit_policy.joint_table import load_joint_table
+from dit4dit_policy.nodes.params import declare_from_yaml
+from dit4dit_policy.safety import EnableResult, SafetyConfig, SafetyState
+
+NODE_NAME = "safety_bridge"
+PARAMS_FILE = "bridge.yaml"
+_FAULTY = {SafetyState.DAMPING, SafetyState.FAULT, SafetyState.ESTOP}
+
+
+def _stamp_seconds(msg: JointState) -> float:
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
+class SafetyBridgeNode(Node):
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        self.p = declare_from_yaml(self, PARAMS_FILE, NODE_NAME)
+        self.bridge: Bridge | None = None
+        self._timers = []
+
+    # Lifecycle --------------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        p = self.p
+        try:
+            table = load_joint_table(p["robot_variant"], p["joint_table"])
+            safety = SafetyConfig(
+                mode=p["control_mode"],
+                masked_joints=tuple(p["masked_joints"]),
+                hold_after=p["hold_after"],
+                damp_after=p["damp_after"],
+                state_timeout=p["state_timeout"],
+                ramp_time=p["ramp_time"],
+                damping_kd=p["damping_kd"],
+            )
+            link = LinkConfig(
+                domain_id=p["dds_domain"],
+                network_interface=p["network_interface"],
+                mode=p["control_mode"],
+                weight_ramp_time=p["weight_ramp_time"],
+            )
+            self.bridge = Bridge(table, safety, link, p["rate_hz"], p["realtime_priority"])
+            self.bridge.open()
+        except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self._names = list(table.names)
+        self._state_pub = self.create_publisher(JointState, p["topics.joint_states"], 10)
+        self._imu_pub = self.create_publisher(Imu, p["topics.imu"], qos_profile_sensor_data)
+        self._diag_pub = self.create_publisher(DiagnosticArray, p["topics.diagnostics"], 10)
+        self._status_pub = self.create_publisher(DiagnosticStatus, p["topics.safety_status"], 10)
+        self._cmd_sub = self.create_subscription(
+            JointState, p["topics.joint_command"], self._on_command, 10
+        )
+        self._estop_srv = self.create_service(Trigger, p["topics.estop_service"], self._on_estop)
+        self._reset_srv = self.create_service(Trigger, p["topics.reset_service"], self._on_reset)
+        self._timers = [
+            self.create_timer(1.0 / p["state_publish_rate"], self._publish_state),
+            self.create_timer(1.0 / p["diagnostics_rate"], self._publish_diagnostics),
+        ]
+        self.get_logger().info(
+            f"configured: {table.variant}, mode {p['control_mode']}, DDS domain {p['dds_domain']}, "
+            f"{p['rate_hz']:.0f} Hz; motors untouched until activated"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        result = self.bridge.start(state_wait=self.p["activate_state_wait"])
+        if result not in (EnableResult.RAMPING, EnableResult.ALREADY_ENABLED):
+            self.get_logger().error(f"activate refused: {result.name}")
+            self.bridge.damp_and_stop(0.0)
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"activated: ramping from the measured pose over {self.p['ramp_time']} s")
+        if self.p["realtime_priority"] > 0 and not self.bridge.realtime:
+            self.get_logger().warning(
+                f"motor loop did not get SCHED_FIFO priority {self.p['realtime_priority']} (needs CAP_SYS_NICE or "
+                "an rtprio limit): expect period jitter under load"
+            )
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._damp("deactivated")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._damp("shutting down")
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _damp(self, why: str) -> None:
+        if self.bridge is None:
+            return
+        self.get_logger().info(f"{why}: damping for {self.p['shutdown_damping_time']} s")
+        self.bridge.damp_and_stop(self.p["shutdown_damping_time"])
+
+    def _release(self) -> None:
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
+
+    # Callbacks --------------------------------------------------------------------------------
+    def _on_command(self, msg: JointState) -> None:
+        if self.bridge is None:
+            return
+        n = len(msg.name)
+        velocity = np.asarray(msg.velocity, dtype=np.float64) if len(msg.velocity) else None
+        effort = np.asarray(msg.effort, dtype=np.float64) if len(msg.effort) else None
+        stamp = _stamp_seconds(msg)
+        if stamp == 0.0:
+            # Hand-written publishers (ros2 topic pub) leave the stamp empty: use arrival time.
+            stamp = self.get_clock().now().nanoseconds * 1e-9
+        verdict = self.bridge.command(
+            list(msg.name), np.asarray(msg.position, dtype=np.float64), velocity, effort, stamp
+        )
+        if verdict.name != "ACCEPTED":
+            self.get_logger().warning(
+                f"command with {n} joints rejected: {verdict.name}", throttle_duration_sec=1.0
+            )
+
+    def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.bridge is not None:
+            self.bridge.estop()
+        self.get_logger().error("EMERGENCY STOP: latched damping until reset")
+        response.success = self.bridge is not None
+        response.message = "e-stop latched" if response.success else "bridge not configured"
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.bridge is None:
+            response.success, response.message = False, "bridge not configured"
+            return response
+        self.bridge.reset()
+        if self._state_machine.current_state[1] != "active":
+            response.success, response.message = True, "reset; activate to move"
+            return response
+        result = self.bridge.start(state_wait=0.0)
+        response.success = result is EnableResult.RAMPING
+        response.message = f"reset; {result.name.lower()}"
+        return response
+
+    # Publishing -------------------------------------------------------------------------------
+    def _publish_state(self) -> None:
+        sample = self.bridge.link.latest_sample() if self.bridge else None
+        if sample is None:
+            return
+        now = self.get_clock().now().to_msg()
+        js = JointState()
+        js.header.stamp = now
+        js.name = self._names
+        js.position, js.velocity, js.effort = sample.q.tolist(), sample.dq.tolist(), sample.tau_est.tolist()
+        self._state_pub.publish(js)
+        imu = Imu()
+        imu.header.stamp = now
+        imu.header.frame_id = self.p["imu_frame_id"]
+        o, g, a = imu.orientation, imu.angular_velocity, imu.linear_acceleration
+        o.w, o.x, o.y, o.z = (float(v) for v in sample.quaternion)  # Unitree order is w, x, y, z
+        g.x, g.y, g.z = (float(v) for v in sample.gyroscope)
+        a.x, a.y, a.z = (float(v) for v in sample.accelerometer)
+        self._imu_pub.publish(imu)
+
+    def _publish_diagnostics(self) -> None:
+        if self.bridge is None:
+            return
+        status = self.bridge.status()
+        latency = self.bridge.latency_stats()
+        values = {
+            **{k: str(v) for k, v in status.as_dict().items()},
+            "command_to_wire_p50_ms": f"{latency.p50 * 1e3:.3f}",
+            "command_to_wire_p99_ms": f"{latency.p99 * 1e3:.3f}",
+            "robot_states_received": str(self.bridge.link.states_received),
+            "realtime": str(self.bridge.realtime),
+            "commands_sent": str(self.bridge.link.commands_sent),
+        }
+        period = self.bridge.period_stats()
+        if period is not None:
+            values.update(
+                period_error_p50_ms=f"{period.p50 * 1e3:.3f}",
+                period_error_p99_ms=f"{period.p99 * 1e3:.3f}",
+                period_error_max_ms=f"{period.max * 1e3:.3f}",
+                missed_periods=str(period.missed),
+            )
+        loop_error = self.bridge.loop_error
+        if loop_error is not None:
+            level, message = DiagnosticStatus.ERROR, f"motor loop died: {loop_error!r}"
+        elif status.state in _FAULTY:
+            level, message = DiagnosticStatus.ERROR, status.state.name
+        else:
+            level, message = DiagnosticStatus.OK, status.state.name
+        diag = DiagnosticStatus(level=level, name=f"{NODE_NAME}: safety", message=message, hardware_id="g1")
+        diag.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        self._status_pub.publish(diag)
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [diag]
+        self._diag_pub.publish(arr)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = SafetyBridgeNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    # SIGTERM (systemd, launch) must damp like Ctrl-C does, not kill the process mid-command.
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    if node.p["autostart"]:
+        node.trigger_configure()
+        node.trigger_activate()
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._damp("stopping")
+        node._release()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

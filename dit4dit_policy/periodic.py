@@ -1,0 +1,127 @@
+"""A fixed-rate loop on its own thread, with the period error it actually achieved.
+
+rclpy timers share the executor with every subscription callback, so a 500 Hz motor loop on one
+jitters by whole callbacks. This thread sleeps to just before each absolute deadline and spins the
+rest of the way; deadlines never drift, and a late tick is counted as missed rather than
+silently shifting the schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+# Spinning this close to the deadline beats the scheduler's wake-up jitter (~50-100 us here).
+_SPIN_S = 0.0004
+# CPython hands the GIL to a waiting thread only every switch interval (5 ms by default), which
+# would let any busy thread delay a tick by that much.
+_GIL_SWITCH_S = 0.0002
+
+
+@dataclass(frozen=True)
+class PeriodStats:
+    """Period error of the ticks so far: |actual interval - period|, in seconds."""
+
+    ticks: int
+    missed: int
+    p50: float
+    p99: float
+    max: float
+
+
+class PeriodicThread:
+    """Calls `fn(now)` every `period` seconds (monotonic clock) until stopped."""
+
+    def __init__(
+        self,
+        period: float,
+        fn: Callable[[float], None],
+        name: str,
+        history: int = 60_000,
+        realtime_priority: int = 0,
+    ):
+        if not period > 0:
+            raise ValueError(f"period must be > 0, got {period}")
+        self.period = period
+        self._fn = fn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._intervals = np.zeros(history)
+        self._count = 0
+        self._missed = 0
+        self.error: BaseException | None = None
+        self.realtime_priority = realtime_priority
+        self.realtime = False  # whether SCHED_FIFO was granted
+
+    def start(self) -> None:
+        if sys.getswitchinterval() > _GIL_SWITCH_S:
+            sys.setswitchinterval(_GIL_SWITCH_S)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _become_realtime(self) -> None:
+        # A motor loop preempted by ordinary processes misses deadlines by whole scheduler slices;
+        # SCHED_FIFO (as ros2_control uses) fixes that where the process is allowed to have it.
+        if self.realtime_priority <= 0:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
+            self.realtime = True
+        except (PermissionError, OSError):
+            self.realtime = False
+
+    def _run(self) -> None:
+        self._become_realtime()
+        deadline = time.monotonic()
+        last = None
+        try:
+            while not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining > _SPIN_S:
+                    time.sleep(remaining - _SPIN_S)
+                while time.monotonic() < deadline:
+                    pass
+                now = time.monotonic()
+                if last is not None:
+                    self._intervals[self._count % len(self._intervals)] = now - last
+                    self._count += 1
+                last = now
+                self._fn(now)
+                deadline += self.period
+                behind = time.monotonic() - deadline
+                if behind >= self.period:
+                    # A whole period lost: skip those deadlines rather than fire a burst to catch
+                    # up. A tick less than a period late just runs late (counted as period error).
+                    skipped = int(behind // self.period)
+                    self._missed += skipped
+                    deadline += skipped * self.period
+        except BaseException as e:  # surfaced to the owner, which must treat it as a fault
+            self.error = e
+            raise
+
+    def stats(self) -> PeriodStats:
+        n = min(self._count, len(self._intervals))
+        if n == 0:
+            return PeriodStats(0, self._missed, float("nan"), float("nan"), float("nan"))
+        err = np.abs(self._intervals[:n] - self.period)
+        return PeriodStats(
+            ticks=self._count,
+            missed=self._missed,
+            p50=float(np.percentile(err, 50)),
+            p99=float(np.percentile(err, 99)),
+            max=float(err.max()),
+        )
