@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -230,8 +231,7 @@ def test_corrupted_crc_is_dropped_and_counted(robot, link):
 def test_bad_targets_are_value_errors_naming_the_problem(link):
     table = link.table
     n = len(table.names)
-    t = MotorTargets.zeros(n, enabled=True)
-    t.q = np.zeros(n - 1)
+    t = dataclasses.replace(MotorTargets.zeros(n, enabled=True), q=np.zeros(n - 1))
     with pytest.raises(ValueError, match=r"MotorTargets.q has shape \(28,\)"):
         link.send(t)
     t = MotorTargets.zeros(n, enabled=True)
@@ -242,8 +242,7 @@ def test_bad_targets_are_value_errors_naming_the_problem(link):
     t.kd[2] = -1.0
     with pytest.raises(ValueError, match=f"kd is negative for {table.names[2]}"):
         link.send(t)
-    t = MotorTargets.zeros(n, enabled=True)
-    t.enabled = np.ones(n)
+    t = dataclasses.replace(MotorTargets.zeros(n, enabled=True), enabled=np.ones(n))
     with pytest.raises(ValueError, match="enabled must be a bool array"):
         link.send(t)
     assert link.commands_sent == 0

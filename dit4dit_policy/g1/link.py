@@ -50,6 +50,7 @@ from dit4dit_policy.g1.messages import (
     lowstate_view,
 )
 from dit4dit_policy.joint_table import JointTable, load_joint_table
+from dit4dit_policy.motor_targets import MotorTargets
 
 TOPIC_LOWSTATE = "rt/lowstate"
 TOPIC_LOWCMD = "rt/lowcmd"
@@ -243,26 +244,6 @@ def write_raw(writer: DataWriter, data: bytes) -> None:
 
 
 # --- what the link sends and receives --------------------------------------------------------
-
-
-@dataclass
-class MotorTargets:
-    """Motor commands, one row per joint of the JointTable, in table order."""
-
-    q: np.ndarray
-    dq: np.ndarray
-    tau: np.ndarray
-    kp: np.ndarray
-    kd: np.ndarray
-    enabled: np.ndarray  # bool; False -> that motor slot is written with mode 0 and all zeros
-
-    @classmethod
-    def zeros(cls, n: int, enabled: bool = False) -> MotorTargets:
-        """All-zero targets; with enabled=True that is zero torque (mode 1, kp = kd = tau = 0)."""
-        z = np.zeros(n)
-        return cls(
-            q=z.copy(), dq=z.copy(), tau=z.copy(), kp=z.copy(), kd=z.copy(), enabled=np.full(n, enabled)
-        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 
@@ -52,9 +53,10 @@ class BridgeClient:
         """Until the bridge subscribes our commands: anything sent before discovery is lost."""
         wait_for(lambda: self._cmd_pub.get_subscription_count() > 0, timeout, "the bridge's command subscription")
 
-    def command(self, names: Sequence[str], positions: Sequence[float]) -> None:
+    def command(self, names: Sequence[str], positions: Sequence[float], stamp_offset: float = 0.0) -> None:
+        """Publish position targets stamped now (+ `stamp_offset` s: negative sends a stale stamp)."""
         msg = JointState()
-        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.header.stamp = (self.node.get_clock().now() + Duration(nanoseconds=int(stamp_offset * 1e9))).to_msg()
         msg.name, msg.position = list(names), [float(p) for p in positions]
         self._cmd_pub.publish(msg)
 

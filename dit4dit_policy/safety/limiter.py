@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from dit4dit_policy.joint_table import GROUPS, JointTable
+from dit4dit_policy.motor_targets import MotorTargets
 from dit4dit_policy.safety.interpolation import CommandInterpolator
 from dit4dit_policy.safety.limits import (
     LimitSnapshot,
@@ -144,18 +145,6 @@ def controllable_mask(table: JointTable, config: SafetyConfig) -> np.ndarray:
 def _read_only(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
-
-
-@dataclass(frozen=True)
-class MotorTargets:
-    """One motor command per joint of the table, in table order. Arrays are read-only."""
-
-    q: np.ndarray  # rad
-    dq: np.ndarray  # rad/s
-    tau: np.ndarray  # N*m feed-forward
-    kp: np.ndarray
-    kd: np.ndarray
-    enabled: np.ndarray  # bool; False: write the slot with mode 0 and zeros
 
 
 @dataclass(frozen=True)
