@@ -16,9 +16,7 @@ from dit4dit_policy.safety import MotorTargets, SafetyConfig, SafetyLimiter, Ver
 
 # `safety` keeps the whole safety suite to seconds on two shared cores; select `safety-thorough`
 # with SAFETY_HYPOTHESIS_PROFILE=safety-thorough for a long hunt.
-settings.register_profile(
-    "safety", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("safety", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "safety-thorough", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -45,9 +43,7 @@ def oracle_bounds(table: JointTable) -> Bounds:
     return Bounds(
         lower=np.array([j.limits.min_position + m for j in joints]),
         upper=np.array([j.limits.max_position - m for j in joints]),
-        max_velocity=np.array(
-            [min(j.limits.max_velocity, table.command_max_velocity[j.group]) for j in joints]
-        ),
+        max_velocity=np.array([min(j.limits.max_velocity, table.command_max_velocity[j.group]) for j in joints]),
         max_acceleration=np.array([j.limits.max_acceleration for j in joints]),
         max_effort=np.array([j.limits.max_effort for j in joints]),
         hard_lower=np.array([j.limits.min_position for j in joints]),

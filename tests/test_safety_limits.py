@@ -214,9 +214,7 @@ gains = st.floats(0.0, 500.0)
     q=finite, dq=finite, tau=st.floats(-1e12, 1e12), kp=gains, kd=gains, qm=finite, dqm=finite,
     e=st.floats(0.5, 200.0),
 )  # fmt: skip
-def test_when_any_command_expect_effort_and_feed_forward_bounded_and_gains_never_raised(
-    q, dq, tau, kp, kd, qm, dqm, e
-):
+def test_when_any_command_expect_effort_and_feed_forward_bounded_and_gains_never_raised(q, dq, tau, kp, kd, qm, dqm, e):
     args = _arrays(q, dq, tau, kp, kd, qm, dqm, e)
     out = bound_effort(*args)
     applied = _effort(args[0], args[1], out.tau, out.kp, out.kd, args[5], args[6])[0]

@@ -252,9 +252,7 @@ class Harness:
         assert np.all((b.lower <= out.q) & (out.q <= b.upper)), "position outside the soft range"
         assert not np.any(out.enabled & ~self.ctrl), "an uncontrollable joint enabled"
         off = ~self.ctrl
-        assert not (out.kp[off].any() or out.kd[off].any() or out.tau[off].any()), (
-            "gains on an uncontrollable joint"
-        )
+        assert not (out.kp[off].any() or out.kd[off].any() or out.tau[off].any()), "gains on an uncontrollable joint"
         assert np.all(out.kp >= 0) and np.all(out.kd >= 0)
         if state is S.DISABLED:
             assert not out.enabled.any() and weight == 0.0
@@ -311,9 +309,7 @@ CONFIGS = [
 @pytest.mark.parametrize(("variant", "config"), CONFIGS, ids=["arm_sdk", "lowcmd_masked", "lowcmd_23dof"])
 @SAFETY_SETTINGS
 @given(st.lists(events, min_size=5, max_size=40))
-def test_when_any_hostile_event_stream_expect_every_output_safe_and_every_transition_on_time(
-    variant, config, stream
-):
+def test_when_any_hostile_event_stream_expect_every_output_safe_and_every_transition_on_time(variant, config, stream):
     h = Harness(load_joint_table(variant), config)
     h.tick(0.002)
     h.apply(("enable",))

@@ -17,9 +17,7 @@ class CommandInterpolator:
 
     def __init__(self, size: int, max_interval: float, min_interval: float = 1e-3):
         if not 0 < min_interval <= max_interval < np.inf:
-            raise ValueError(
-                f"need 0 < min_interval <= max_interval < inf, got {min_interval} and {max_interval}"
-            )
+            raise ValueError(f"need 0 < min_interval <= max_interval < inf, got {min_interval} and {max_interval}")
         self.min_interval = float(min_interval)
         self.max_interval = float(max_interval)
         self._start = np.zeros(size)

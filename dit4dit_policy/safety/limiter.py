@@ -120,17 +120,16 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         if self.mode not in CONTROL_GROUPS:
             raise ValueError(f"SafetyConfig.mode must be one of {sorted(CONTROL_GROUPS)}, got {self.mode!r}")
-        if isinstance(self.masked_joints, str):
-            raise ValueError("SafetyConfig.masked_joints must be a sequence of joint names, not one string")
-        object.__setattr__(self, "masked_joints", tuple(self.masked_joints))
+        masked = self.masked_joints
+        if isinstance(masked, str) or not isinstance(masked, Sequence) or not all(isinstance(n, str) for n in masked):
+            raise ValueError(f"SafetyConfig.masked_joints must be a sequence of joint names, got {masked!r}")
+        object.__setattr__(self, "masked_joints", tuple(masked))
         for name in ("ramp_time", "hold_after", "damp_after", "state_timeout", "damping_kd", "max_tick"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
                 raise ValueError(f"SafetyConfig.{name} must be a finite number > 0, got {value!r}")
         if not self.hold_after < self.damp_after:
-            raise ValueError(
-                f"SafetyConfig.hold_after ({self.hold_after}) must be < damp_after ({self.damp_after})"
-            )
+            raise ValueError(f"SafetyConfig.hold_after ({self.hold_after}) must be < damp_after ({self.damp_after})")
 
 
 def controllable_mask(table: JointTable, config: SafetyConfig) -> np.ndarray:
@@ -237,8 +236,9 @@ class SafetyLimiter:
     def update_state(self, q_meas: np.ndarray, dq_meas: np.ndarray, now: float) -> Verdict:
         """The latest LowState joint arrays (table order) received at `now`.
 
-        A malformed, non-finite or implausible state latches FAULT: the sensors can no longer be trusted. One
-        older than the latest accepted is ignored; if fresh ones stop coming, the timeout faults.
+        A malformed, non-finite or implausible state latches FAULT: the sensors can no longer be
+        trusted. One not newer than the latest accepted is ignored; if fresh ones stop coming, the
+        state timeout faults.
         """
         with self._lock:
             n = len(self._index)
@@ -365,7 +365,8 @@ class SafetyLimiter:
 
     # The control tick -------------------------------------------------------------------------
     def step(self, now: float) -> tuple[MotorTargets, float]:
-        """The motor targets for this tick and the requested arm_sdk blend weight.
+        """The motor targets for this tick (read-only arrays, never changed afterwards) and the
+        requested arm_sdk blend weight.
 
         `now` must increase from call to call; a time that is not finite or not after the previous
         one latches FAULT (damping): a broken clock must not leave the last targets in force.
@@ -426,9 +427,7 @@ class SafetyLimiter:
             lim.max_acceleration * (dt * dt),
         )
         v = motion.step / dt
-        effort = bound_effort(
-            motion.q, v, tau, self._kp, self._kd, self._q_meas, self._dq_meas, lim.max_effort
-        )
+        effort = bound_effort(motion.q, v, tau, self._kp, self._kd, self._q_meas, self._dq_meas, lim.max_effort)
         self._q, self._v = _read_only(motion.q), _read_only(v)
         counts = self._clamped
         counts["position"] += motion.position_clamps
@@ -449,9 +448,7 @@ class SafetyLimiter:
         q = clamp_position(self._q_meas, lim.lower, lim.upper)  # kp is 0: q only reports the pose
         effort = bound_effort(q, z, z, z, self._damping_kd, self._q_meas, self._dq_meas, lim.max_effort)
         self._clamped["effort"] += effort.clamps
-        return MotorTargets(
-            q=_read_only(q), dq=z, tau=z, kp=z, kd=_read_only(effort.kd), enabled=self.controllable
-        )
+        return MotorTargets(q=_read_only(q), dq=z, tau=z, kp=z, kd=_read_only(effort.kd), enabled=self.controllable)
 
     # Transitions ------------------------------------------------------------------------------
     def _set_state(self, state: SafetyState, now: float | None) -> None:

@@ -48,9 +48,7 @@ class LimitSnapshot:
                 if not on
             ]
             if off:
-                raise ValueError(
-                    f"joint {j.name} has {'/'.join(off)} limits switched off; the limiter needs all"
-                )
+                raise ValueError(f"joint {j.name} has {'/'.join(off)} limits switched off; the limiter needs all")
         margin = table.soft_margin
         return cls(
             lower=_frozen(table.column("min_position") + margin),
