@@ -13,13 +13,14 @@ from safetensors.torch import load_file, save_file
 from dit4dit_policy.model import (
     ChunkNoise,
     FastInference,
+    ReferenceInference,
     build_model,
     load_checkpoint,
     load_preset,
     save_checkpoint,
 )
 from dit4dit_policy.model.checkpoint import CONFIG, NORM_STATS, WEIGHTS
-from dit4dit_policy.model.text import HashTextEncoder
+from dit4dit_policy.model.text import HashTextEncoder, build_text_encoder
 from dit4dit_policy.preprocessing import NormStats
 
 
@@ -56,6 +57,7 @@ def test_when_saved_and_loaded_expect_the_same_actions_bit_for_bit(tiny, saved):
     assert np.array_equal(loaded_stats.action_max, stats.action_max)
     assert np.array_equal(actions(loaded, loaded_stats, cfg), actions(model, stats, cfg))
     assert not loaded.training
+    assert loaded.text_encoder_name is None  # none was recorded, so any fitting encoder is accepted
 
 
 def test_when_folder_exists_expect_refusal_unless_overwrite(tiny, saved):
@@ -105,4 +107,27 @@ def test_when_stats_do_not_cover_the_action_dims_expect_refusal(tiny, tmp_path):
     _, model, _ = tiny
     with pytest.raises(ValueError, match="norm_stats cover 3 action dims but preset 'tiny' has 7"):
         save_checkpoint(model, NormStats(np.zeros(3), np.ones(3)), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_when_text_encoder_recorded_expect_another_refused_naming_both(tiny, tmp_path):
+    cfg, model, stats = tiny
+    used = HashTextEncoder(cfg.text.out_dim, cfg.text.max_tokens, seed=0)
+    other = HashTextEncoder(cfg.text.out_dim, cfg.text.max_tokens, seed=1)
+    folder = save_checkpoint(model, stats, tmp_path / "ckpt", text_encoder_name=used.name)
+    loaded, loaded_stats = load_checkpoint(folder)
+    assert loaded.text_encoder_name == used.name
+    FastInference(loaded, loaded_stats, build_text_encoder(cfg.text.encoder_config()))  # same name, cached
+    for path in (FastInference, ReferenceInference):
+        with pytest.raises(ValueError, match=r"trained with text encoder .*seed=0\)', but this one is .*seed=1\)'"):
+            path(loaded, loaded_stats, other)
+    resaved = save_checkpoint(loaded, loaded_stats, tmp_path / "again")  # the recorded name is kept
+    assert load_checkpoint(resaved)[0].text_encoder_name == used.name
+
+
+@pytest.mark.parametrize("name", ["", 3])
+def test_when_text_encoder_name_is_not_a_name_expect_refusal(tiny, tmp_path, name):
+    _, model, stats = tiny
+    with pytest.raises(ValueError, match=f"text_encoder_name must be a non-empty string.*got {name!r}"):
+        save_checkpoint(model, stats, tmp_path / "bad", text_encoder_name=name)
     assert not (tmp_path / "bad").exists()

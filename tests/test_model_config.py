@@ -9,6 +9,7 @@ import torch
 
 from dit4dit_policy.config import load_yaml
 from dit4dit_policy.model import ModelConfig, build_model, known_presets, load_preset
+from dit4dit_policy.model.text import build_text_encoder
 
 
 def test_when_presets_listed_expect_tiny_small_g1():
@@ -69,8 +70,23 @@ def test_when_preset_has_unknown_or_missing_field_expect_both_named():
 
 def test_when_text_encoder_config_built_expect_unset_fields_left_out():
     text = load_preset("tiny").text
-    assert text.encoder_config() == {"kind": "hash", "out_dim": 48, "max_tokens": 8}
+    assert text.encoder_config() == {"kind": "hash", "out_dim": 48, "max_tokens": 8, "cache_entries": 64}
     assert load_preset("g1").text.encoder_config(path="/models/reason")["path"] == "/models/reason"
+
+
+def test_when_text_encoder_built_from_preset_expect_its_memory_cache_size():
+    # 8 Reason1 entries of 205 MB each, not the encoder's default 256 (52 GB).
+    assert load_preset("g1").text.encoder_config(path="/models/reason")["cache_entries"] == 8
+    text = load_preset("tiny").text
+    assert build_text_encoder(text.encoder_config()).max_entries == text.cache_entries
+
+
+@pytest.mark.parametrize("value", [0, 2.5, True, None])
+def test_when_text_cache_entries_not_a_positive_int_expect_refusal(value):
+    data = load_yaml("model_tiny.yaml")
+    data["text"]["cache_entries"] = value
+    with pytest.raises(ValueError, match=f"text.cache_entries must be an int >= 1, got {value!r}"):
+        ModelConfig.from_dict(data)
 
 
 def _meta_inputs(cfg: ModelConfig, batch: int = 2) -> dict[str, torch.Tensor]:

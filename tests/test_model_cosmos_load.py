@@ -4,10 +4,13 @@ like the released one (in_channels = z_dim + 1 with concat_padding_mask = True, 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import pytest
 import torch
 from diffusers import AutoencoderKLWan, CosmosTransformer3DModel
+from safetensors.torch import load_file, save_file
 
 from dit4dit_policy.model import build_model, load_preset
 from dit4dit_policy.model.video import VideoBackbone
@@ -60,3 +63,37 @@ def test_when_folder_input_channels_differ_expect_refusal(cosmos_folder, tmp_pat
 def test_when_folder_is_not_diffusers_format_expect_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no transformer/config.json"):
         VideoBackbone.from_cosmos(load_preset("tiny"), tmp_path)
+
+
+def edited_copy(root, dest, sub, edit):
+    """A copy of the folder whose `sub` weights, merged into one file, went through `edit(dict)`."""
+    shutil.copytree(root, dest)
+    weights = {}
+    for f in [*(dest / sub).glob("*.safetensors"), *(dest / sub).glob("*.index.json")]:
+        if f.suffix == ".safetensors":
+            weights.update(load_file(f))
+        f.unlink()
+    edit(weights)
+    save_file(weights, dest / sub / "diffusion_pytorch_model.safetensors", metadata={"format": "pt"})
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("sub", "edit", "message"),
+    [
+        ("transformer", lambda w: w.pop("proj_out.weight"), r"1 missing: proj_out\.weight$"),
+        ("vae", lambda w: w.update(extra=torch.zeros(2)), "1 unexpected: extra$"),
+        (
+            "transformer",
+            lambda w: w.update({"proj_out.weight": torch.zeros(3, 3)}),
+            r"1 shape-mismatched: proj_out\.weight: folder \[3, 3\] vs model \[64, 32\]$",
+        ),
+    ],
+    ids=["missing", "unexpected", "mismatched"],
+)
+def test_when_folder_weights_do_not_fit_expect_folder_and_weights_named(cosmos_folder, tmp_path, sub, edit, message):
+    root, _, _ = cosmos_folder
+    copy = edited_copy(root, tmp_path / "cosmos", sub, edit)
+    expected = f"^{re.escape(str(copy / sub))}: the .* weights do not fit the preset: {message}"
+    with pytest.raises(ValueError, match=expected):
+        build_model(load_preset("tiny"), cosmos_path=copy)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -188,3 +190,76 @@ def test_when_actions_unnormalised_expect_them_within_the_training_range(setup):
     frame, joints = observation(cfg)
     out = FastInference(model, stats, encoder).infer(frame, joints, INSTRUCTION)
     assert np.all(out >= stats.action_min - 1e-6) and np.all(out <= stats.action_max + 1e-6)
+
+
+def test_when_frame_values_outside_minus_one_to_one_expect_refusal_naming_the_preprocessing(setup):
+    cfg, model, stats, encoder = setup
+    frame, joints = observation(cfg)
+    fast = FastInference(model, stats, encoder)
+    for bad in ((frame + 1) * 127.5, frame * 1.01 / frame.abs().max()):
+        with pytest.raises(ValueError, match=r"must be RGB in \[-1, 1\], as preprocessing.image_to_model"):
+            fast.infer(bad, joints, INSTRUCTION)
+    fast.infer((frame / frame.abs().max()) * (1 + 5e-4), joints, INSTRUCTION)  # float rounding passes
+
+
+@pytest.fixture(scope="module")
+def dropout_model():
+    cfg = load_preset("tiny")
+    cfg = dataclasses.replace(cfg, action_dit=dataclasses.replace(cfg.action_dit, dropout=0.5))
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+def test_when_model_put_back_in_train_mode_expect_refusal_and_eval_mode_deterministic(setup, dropout_model):
+    cfg, _, stats, encoder = setup
+    model = dropout_model
+    paths = (ReferenceInference(model, stats, encoder), FastInference(model, stats, encoder))
+    frame, joints = observation(cfg)
+    state = torch.from_numpy(state_features(joints, cfg.state.dim))[None]
+    noise = ChunkNoise.draw(cfg, 1, generator=torch.Generator().manual_seed(0))
+    model.train()
+    try:
+        for path in paths:
+            with torch.no_grad():  # what the refusal prevents: dropout makes the same query differ
+                assert not torch.equal(
+                    path._sample(frame[None], state, INSTRUCTION, noise),
+                    path._sample(frame[None], state, INSTRUCTION, noise),
+                )
+            with pytest.raises(RuntimeError, match=r"model is in training mode.*call model.eval\(\)"):
+                path.infer(frame, joints, INSTRUCTION, noise=noise)
+            with pytest.raises(RuntimeError, match="model is in training mode"):
+                path.sample(frame[None], state, INSTRUCTION, noise)
+    finally:
+        model.eval()
+    for path in paths:
+        first = path.infer(frame, joints, INSTRUCTION, noise=noise)
+        assert np.array_equal(path.infer(frame, joints, INSTRUCTION, noise=noise), first)
+
+
+def test_when_weights_change_and_invalidate_called_expect_same_actions_as_a_fresh_fast_path(setup):
+    cfg, _, stats, encoder = setup
+    torch.manual_seed(2)
+    model = build_model(cfg)
+    fast = FastInference(model, stats, encoder)
+    frame, joints = observation(cfg)
+    noise = ChunkNoise.draw(cfg, 1, generator=torch.Generator().manual_seed(0))
+    before = fast.infer(frame, joints, INSTRUCTION, noise=noise)  # caches the text context
+    with torch.no_grad():
+        for p in model.video.transformer.crossattn_proj.parameters():
+            p.mul_(1.5)
+    fast.invalidate()
+    after = fast.infer(frame, joints, INSTRUCTION, noise=noise)
+    assert np.array_equal(after, FastInference(model, stats, encoder).infer(frame, joints, INSTRUCTION, noise=noise))
+    assert np.abs(after - before).max() > 1e-3  # the change matters, so a stale context would show
+
+
+def test_when_noise_is_float64_expect_both_paths_cast_it_to_the_model_dtype(setup):
+    cfg, model, stats, encoder = setup
+    frame, joints = observation(cfg)
+    state = torch.from_numpy(state_features(joints, cfg.state.dim))[None]
+    noise = ChunkNoise.draw(cfg, 1, generator=torch.Generator().manual_seed(0))
+    wide = ChunkNoise(video=noise.video.double(), action=noise.action.double())
+    for path in (ReferenceInference(model, stats, encoder), FastInference(model, stats, encoder)):
+        out = path.sample(frame[None], state, INSTRUCTION, wide)
+        assert out.dtype == torch.float32
+        assert torch.equal(out, path.sample(frame[None], state, INSTRUCTION, noise))

@@ -1,6 +1,7 @@
 """DiT4DiT: a Cosmos video DiT whose hidden states condition a flow-matching action DiT.
 
-Trainer: `load_preset`, `build_model`, `TrainBatch`, `compute_loss`, `save_checkpoint`.
+Trainer: `load_preset`, `build_model`, `TrainBatch`, `compute_loss`,
+`save_checkpoint(..., text_encoder_name=encoder.name)`.
 Policy: `load_checkpoint`, `FastInference(model, norm_stats, text_encoder).infer(...)`.
 No ROS here: tensors and numpy in, tensors and numpy out.
 """

@@ -1,6 +1,7 @@
 """Checkpoints: one folder holding everything serving needs, nothing else.
 
-model.safetensors   every weight and persistent buffer of DiT4DiT (video DiT, VAE, action DiT)
+model.safetensors   every weight and persistent buffer of DiT4DiT (video DiT, VAE, action DiT);
+                    its metadata names the preset and, when known, the text encoder (`TextEncoder.name`)
 config.yaml         the resolved preset the weights belong to
 norm_stats.json     the action normalisation statistics (serving reads them only from here)
 """
@@ -24,15 +25,30 @@ from dit4dit_policy.preprocessing import NormStats
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 NORM_STATS = "norm_stats.json"
+TEXT_ENCODER_KEY = "text_encoder"  # safetensors metadata key
 _LISTED = 8  # names shown per kind of mismatch; the count is always given
 
 
-def save_checkpoint(model: DiT4DiT, norm_stats: NormStats, folder: str | Path, *, overwrite: bool = False) -> Path:
+def save_checkpoint(
+    model: DiT4DiT,
+    norm_stats: NormStats,
+    folder: str | Path,
+    *,
+    text_encoder_name: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write the checkpoint folder. An existing folder is replaced only with `overwrite=True`;
-    the files are written next to it first, so a failed save never leaves a half checkpoint."""
+    the files are written next to it first, so a failed save never leaves a half checkpoint.
+
+    `text_encoder_name`: the `.name` of the text encoder the model was trained with; inference
+    then refuses any other. Defaults to the one the model was loaded with, if any."""
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"checkpoint folder {folder} already exists; pass overwrite=True to replace it")
+    if text_encoder_name is None:
+        text_encoder_name = model.text_encoder_name
+    elif not isinstance(text_encoder_name, str) or not text_encoder_name:
+        raise ValueError(f"text_encoder_name must be a non-empty string (TextEncoder.name), got {text_encoder_name!r}")
     if norm_stats.dims != model.cfg.action.real_dim:
         raise ValueError(
             f"norm_stats cover {norm_stats.dims} action dims but preset {model.cfg.name!r} has "
@@ -42,7 +58,10 @@ def save_checkpoint(model: DiT4DiT, norm_stats: NormStats, folder: str | Path, *
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, staging / WEIGHTS, metadata={"preset": model.cfg.name})
+        metadata = {"preset": model.cfg.name}
+        if text_encoder_name is not None:
+            metadata[TEXT_ENCODER_KEY] = text_encoder_name
+        save_file(weights, staging / WEIGHTS, metadata=metadata)
         (staging / CONFIG).write_text(yaml.safe_dump(model.cfg.to_dict(), sort_keys=False))
         (staging / NORM_STATS).write_text(json.dumps(norm_stats.to_dict(), indent=2))
         if folder.exists():
@@ -59,7 +78,8 @@ def load_checkpoint(
 ) -> tuple[DiT4DiT, NormStats]:
     """The model (eval mode) and its normalisation statistics. With `preset`, a checkpoint made
     with another preset is refused. Weights must match the config exactly: every missing,
-    unexpected or differently shaped tensor is named."""
+    unexpected or differently shaped tensor is named. The recorded text encoder name, if any,
+    ends up in `model.text_encoder_name`."""
     folder = Path(folder)
     missing_files = [name for name in (WEIGHTS, CONFIG, NORM_STATS) if not (folder / name).is_file()]
     if missing_files:
@@ -86,6 +106,7 @@ def load_checkpoint(
         with torch.no_grad():
             for k in shapes:
                 state[k].copy_(f.get_tensor(k))
+        model.text_encoder_name = (f.metadata() or {}).get(TEXT_ENCODER_KEY)
     return model.eval(), norm_stats
 
 

@@ -171,11 +171,14 @@ class TextConfig:
     max_tokens: int
     path: str | None
     cache_dir: str | None
+    cache_entries: int  # instructions kept in memory: out_dim * max_tokens * 4 bytes each
 
     def __post_init__(self) -> None:
         if self.kind not in TEXT_KINDS:
             raise ValueError(f"text.kind {self.kind!r} is unknown; known: {', '.join(TEXT_KINDS)}")
         _positive("text", out_dim=self.out_dim, max_tokens=self.max_tokens)
+        if isinstance(self.cache_entries, bool) or not isinstance(self.cache_entries, int) or self.cache_entries < 1:
+            raise ValueError(f"text.cache_entries must be an int >= 1, got {self.cache_entries!r}")
 
     def encoder_config(self, **overrides: Any) -> dict[str, Any]:
         """The mapping `build_text_encoder` takes; unset (None) fields are left out, and a deployment

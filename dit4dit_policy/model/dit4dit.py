@@ -22,6 +22,9 @@ class DiT4DiT(nn.Module):
         self.cfg = cfg
         self.video = video
         self.action = ActionDiT(cfg.action_dit, cfg.action, cfg.state.dim, context_dim=cfg.video.width)
+        # `TextEncoder.name` of the encoder the weights were trained with, when known (a checkpoint
+        # records it); inference refuses another encoder, whose embeddings the weights never saw.
+        self.text_encoder_name: str | None = None
 
     def features(self, cond_latent: torch.Tensor, future: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Video tokens for the action DiT: the extraction block's output, all tokens."""

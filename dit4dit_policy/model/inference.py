@@ -14,7 +14,8 @@ Fast (what runs on the robot), exact up to float rounding:
 5. the denoising loop works in a preallocated buffer with static shapes, calling the tensor-only
    `ActionDenoiser`, so it can be captured in a CUDA graph or exported (as can `VideoTrunk`).
 
-Both draw their randomness through `ChunkNoise` so that a test can hand both the same noise.
+Both draw their randomness through `ChunkNoise` so that a test can hand both the same noise, and
+both refuse to run while the model is in training mode: the action DiT's dropout would be active.
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ class _Inference:
                 f"normalisation stats cover {norm_stats.dims} action dims; preset {cfg.name!r} has "
                 f"{cfg.action.real_dim} real action dims"
             )
+        trained_with = model.text_encoder_name
+        if trained_with is not None and text_encoder.name != trained_with:
+            raise ValueError(
+                f"the checkpoint was trained with text encoder {trained_with!r}, but this one is "
+                f"{text_encoder.name!r}; its embeddings would not mean what the weights learned"
+            )
         self.model = model.eval()
         self.cfg = cfg
         self.normalizer = ActionNormalizer(norm_stats, cfg.action.dim)
@@ -134,12 +141,22 @@ class _Inference:
     def sample(self, frames: torch.Tensor, state: torch.Tensor, instruction: str, noise: ChunkNoise) -> torch.Tensor:
         """Tensor level: frames [B, 3, S, S], state features [B, state.dim] -> normalised actions
         [B, H, action.dim] (padded dims included)."""
+        # The model is shared (e.g. with a trainer that evaluates now and then): eval() at
+        # construction does not stop a later train() from switching dropout on under us.
+        if self.model.training:
+            raise RuntimeError(
+                f"{type(self).__name__}: the model is in training mode (model.train() was called after this "
+                "was built), so dropout would be active; call model.eval() before serving"
+            )
+        with torch.no_grad():
+            return self._sample(frames, state, instruction, noise)
+
+    def _sample(self, frames: torch.Tensor, state: torch.Tensor, instruction: str, noise: ChunkNoise) -> torch.Tensor:
         raise NotImplementedError
 
 
 class ReferenceInference(_Inference):
-    @torch.no_grad()
-    def sample(self, frames, state, instruction, noise):
+    def _sample(self, frames, state, instruction, noise):
         cfg, dev, dtype, stage = self.cfg, self.device, self.dtype, self.times
         b = frames.shape[0]
         with stage("text", dev):
@@ -149,7 +166,8 @@ class ReferenceInference(_Inference):
             cond = self.model.video.encode(clip.contiguous())[:, :, :1]
         with stage("video_dit", dev):
             sigma = torch.full((b,), cfg.video.extract_sigma, device=dev, dtype=torch.float32)
-            tokens = self.model.video.hooked_features(torch.cat([cond, noise.video], dim=2), sigma, text)
+            future = noise.video.to(dev, dtype)
+            tokens = self.model.video.hooked_features(torch.cat([cond, future], dim=2), sigma, text)
         state = state.to(dev, dtype)
         step = 0
 
@@ -166,8 +184,11 @@ class ReferenceInference(_Inference):
 class FastInference(_Inference):
     """The deployable path for a fixed batch size (1 for a robot).
 
-    Built for a model whose weights, device and dtype no longer change (the cached text context and
-    the preallocated buffers belong to them). One query at a time: the buffers are reused.
+    Built for a model whose device and dtype no longer change (the preallocated buffers belong to
+    them). The text context is cached per instruction and goes stale when the weights change: a
+    trainer that evaluates with a live model must call `invalidate()` after its optimizer steps
+    (and `model.eval()` before querying; `sample` refuses a model in training mode). One query at a
+    time: the buffers are reused.
     """
 
     def __init__(self, model: DiT4DiT, norm_stats: NormStats, text_encoder: TextEncoder, batch_size: int = 1):
@@ -185,6 +206,12 @@ class FastInference(_Inference):
         self._context_for: str | None = None
         self._context: torch.Tensor | None = None
 
+    def invalidate(self) -> None:
+        """Forget the cached text context, so the next query recomputes it from the current weights.
+        (The action DiT's keys/values are recomputed on every query anyway.)"""
+        self._context_for = None
+        self._context = None
+
     @torch.no_grad()
     def context(self, instruction: str) -> torch.Tensor:
         """The DiT's text context [B, L, text_embed_dim] for an instruction, recomputed only when the
@@ -195,8 +222,7 @@ class FastInference(_Inference):
             self._context_for = instruction
         return self._context
 
-    @torch.no_grad()
-    def sample(self, frames, state, instruction, noise):
+    def _sample(self, frames, state, instruction, noise):
         cfg, dev, dtype, stage = self.cfg, self.device, self.dtype, self.times
         if frames.shape[0] != self.batch_size:
             raise ValueError(f"this FastInference serves batches of {self.batch_size}, got {frames.shape[0]} frames")
@@ -235,6 +261,13 @@ def check_frame(frame: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
         raise ValueError(f"frame must be float RGB in [-1, 1], got dtype {frame.dtype}")
     if not torch.isfinite(frame).all():
         raise ValueError("frame contains NaN or inf")
+    # The tolerance only forgives float rounding; a frame left in [0, 255] is far outside it.
+    lo, hi = frame.min().item(), frame.max().item()
+    if max(-lo, hi) > 1.0 + 1e-3:
+        raise ValueError(
+            f"frame values span [{lo:.4g}, {hi:.4g}]; frames must be RGB in [-1, 1], as "
+            "preprocessing.image_to_model makes them"
+        )
     return frame
 
 

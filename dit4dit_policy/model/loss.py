@@ -73,8 +73,10 @@ def compute_loss(
     text_encoder: TextEncoder | None = None,
     generator: torch.Generator | None = None,
 ) -> LossParts:
-    """The training loss of one batch. `text_encoder` is needed when `batch.text` holds strings;
-    `generator` (on the model's device) makes every random draw reproducible."""
+    """The training loss of one batch. `text_encoder` is needed when `batch.text` holds strings.
+    `generator` (on the model's device) drives the noise and timestep draws; dropout (the action
+    DiT's, in train mode) draws from torch's global RNG instead, so seed that too
+    (`torch.manual_seed`) for reproducible training."""
     cfg = model.cfg
     batch.check(cfg)
     device, dtype = batch.frames.device, model.video.latents_mean.dtype

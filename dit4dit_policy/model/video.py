@@ -42,6 +42,7 @@ _TRANSFORMER_FIELDS = (
     "encoder_hidden_states_channels",
 )
 _VAE_FIELDS = ("base_dim", "z_dim", "dim_mult", "num_res_blocks", "temperal_downsample")
+_LISTED = 8  # weight names shown per kind of problem; the count is always given
 
 
 def condition_mask(latents: torch.Tensor) -> torch.Tensor:
@@ -99,15 +100,10 @@ class VideoBackbone(nn.Module):
                 f"{root / 'transformer'} takes {channels} input channels (in_channels + padding mask); "
                 f"the preset needs {cfg.vae.z_dim + 2} (latents + condition mask + padding mask)"
             )
-        transformer = CosmosTransformer3DModel.from_pretrained(
-            root,
-            subfolder="transformer",
-            local_files_only=True,
-            torch_dtype=torch.float32,
-            in_channels=cfg.vae.z_dim + 2,
-            concat_padding_mask=False,
+        transformer = _from_pretrained(
+            CosmosTransformer3DModel, root / "transformer", in_channels=cfg.vae.z_dim + 2, concat_padding_mask=False
         )
-        vae = AutoencoderKLWan.from_pretrained(root, subfolder="vae", local_files_only=True, torch_dtype=torch.float32)
+        vae = _from_pretrained(AutoencoderKLWan, root / "vae")
         return cls(cfg, transformer, vae)
 
     # -- VAE ---------------------------------------------------------------------------------------
@@ -218,6 +214,35 @@ class VideoTrunk(nn.Module):
 
     def forward(self, cond_latent: torch.Tensor, future: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return run_trunk(self.transformer, self.cfg, cond_latent, future, context)
+
+
+def _from_pretrained(cls: type, folder: Path, **overrides):
+    """`cls.from_pretrained(folder)` in float32, refusing a folder whose weights do not fit exactly.
+    diffusers only logs missing and unexpected weights (a missing one is left on the meta device,
+    which fails much later) and raises on the first shape mismatch; here all are named at once."""
+    # ignore_mismatched_sizes makes diffusers report every mismatch instead of raising on the
+    # first; any mismatch is refused below, so no skipped weight is ever used.
+    model, info = cls.from_pretrained(
+        folder,
+        local_files_only=True,
+        torch_dtype=torch.float32,
+        output_loading_info=True,
+        ignore_mismatched_sizes=True,
+        **overrides,
+    )
+    mismatched = sorted(f"{k}: folder {list(got)} vs model {list(want)}" for k, got, want in info["mismatched_keys"])
+    problems = [
+        f"{len(names)} {kind}: {', '.join(names[:_LISTED])}{' ...' if len(names) > _LISTED else ''}"
+        for kind, names in (
+            ("missing", sorted(info["missing_keys"])),
+            ("unexpected", sorted(info["unexpected_keys"])),
+            ("shape-mismatched", mismatched),
+        )
+        if names
+    ]
+    if problems:
+        raise ValueError(f"{folder}: the {cls.__name__} weights do not fit the preset: " + "; ".join(problems))
+    return model
 
 
 def _check_fields(folder: Path, cls: type, expected: dict, fields: tuple[str, ...]) -> None:
