@@ -3,11 +3,14 @@
 The ROS node only converts messages and parameters; everything that decides what reaches the
 motors lives here, so it can be tested against the loopback robot without a ROS graph. The limiter
 is the only road to the link: nothing else in this class writes a LowCmd_.
+
+The motor loop runs from `open` to `close` (feeding the limiter's state watchdog), but writes
+LowCmd_ only between `activate` and the end of `deactivate`'s damping. The ROS node runs it in a
+process of its own (bridge_process.py).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -46,42 +49,41 @@ class Bridge:
         if not 0 <= realtime_priority <= 99:
             raise ValueError(f"realtime_priority must be in 0..99 (0: ordinary scheduling), got {realtime_priority}")
         self.table = table
-        self.rate_hz = rate_hz
-        self.realtime_priority = realtime_priority
         self.limiter = SafetyLimiter(table, safety)
         self.link = G1Link(link, table)
-        self._lock = threading.Lock()  # guards the latency bookkeeping shared with command()
-        self._loop: PeriodicThread | None = None
+        self._loop = PeriodicThread(1.0 / rate_hz, self._tick, "motor-loop", realtime_priority=realtime_priority)
+        self._sending = False
         self._last_state_time = -1.0
-        self._pending_since: float | None = None
+        # (received, submitted) of accepted commands not yet written; deque appends and pops are
+        # atomic, so the ROS thread and the loop share it without a lock the loop could block on.
+        self._pending: deque[tuple[float, float]] = deque()
         self._latencies: deque[float] = deque(maxlen=60_000)
         self.last_cmd: LowCmd_ | None = None
 
     # Life cycle -------------------------------------------------------------------------------
     def open(self) -> None:
+        """Join the robot's DDS domain and start the loop. Nothing is written yet."""
         self.link.connect()
+        self._loop.start()
 
-    def start(self, state_wait: float) -> EnableResult:
-        """Start the motor loop and the start-up ramp from the measured pose.
+    def activate(self, state_wait: float) -> EnableResult:
+        """Start writing, beginning with the start-up ramp from the measured pose.
 
         Waits up to `state_wait` s for the robot's first LowState: without it there is no pose to
         ramp from, and the limiter refuses.
         """
-        if self._loop is None or not self._loop.running:
-            self.link.wait_for_state(state_wait)
-            self._feed_state()
-            self._loop = PeriodicThread(
-                1.0 / self.rate_hz, self._tick, "dit4dit-motor-loop", realtime_priority=self.realtime_priority
-            )
-            self._loop.start()
-        return self.limiter.enable(time.monotonic())
+        self.link.wait_for_state(state_wait)
+        self._feed_state()
+        result = self.limiter.enable(time.monotonic())
+        self._sending = result in (EnableResult.RAMPING, EnableResult.ALREADY_ENABLED)
+        return result
 
-    def damp_and_stop(self, damping_time: float) -> None:
-        """Hand back through damping (never just stop writing), then stop the loop.
+    def deactivate(self, damping_time: float) -> None:
+        """Hand back through damping (never just stop writing), then stop writing.
 
         Damps for `damping_time`, and in arm_sdk mode at least until the blend weight is back at 0.
         """
-        if self._loop is None:
+        if not self._sending:
             return
         self.limiter.disable(time.monotonic())
         deadline = time.monotonic() + damping_time
@@ -91,13 +93,10 @@ class Bridge:
             if weight_down and time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
-        self._loop.stop()
-        self._loop = None
+        self._sending = False
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.stop()
-            self._loop = None
+        self._loop.stop()
         self.link.close()
 
     # Inputs -----------------------------------------------------------------------------------
@@ -109,19 +108,17 @@ class Bridge:
         effort: np.ndarray | None,
         stamp: float,
     ) -> Verdict:
-        now = time.monotonic()
-        verdict = self.limiter.submit(names, position, velocity, effort, stamp, now)
+        received = time.monotonic()
+        verdict = self.limiter.submit(names, position, velocity, effort, stamp, received)
         if verdict is Verdict.ACCEPTED:
-            with self._lock:
-                if self._pending_since is None:
-                    self._pending_since = now
+            self._pending.append((received, time.monotonic()))
         return verdict
 
     def estop(self) -> None:
         self.limiter.estop()
 
     def reset(self) -> None:
-        """Clear a latched e-stop or fault; the limiter is then disabled until `start` again."""
+        """Clear a latched e-stop or fault; the limiter is then disabled until `activate` again."""
         self.limiter.reset()
 
     # The motor loop ---------------------------------------------------------------------------
@@ -134,22 +131,34 @@ class Bridge:
 
     def _tick(self, now: float) -> None:
         sample = self._feed_state()
-        with self._lock:
-            pending, self._pending_since = self._pending_since, None
-        # The limiter steps even without a LowState: its state watchdog must keep running.
+        step_start = time.monotonic()
+        # The limiter steps even when not writing: its state watchdog must keep running.
         targets, weight = self.limiter.step(now)
-        if sample is None:
-            return  # the link cannot send before it knows the robot's mode_machine
-        self.last_cmd = self.link.send(targets, weight, now)
-        if pending is not None:
-            self._latencies.append(time.monotonic() - pending)
+        sent = self._sending and sample is not None  # the link needs the robot's mode_machine first
+        if sent:
+            self.last_cmd = self.link.send(targets, weight, now)
+        wire = time.monotonic()
+        # A command whose submit() returned before this step began is in it; one that returned
+        # later may not be, and is counted against the next tick (never flattering the figure).
+        while self._pending and self._pending[0][1] < step_start:
+            received, _ = self._pending.popleft()
+            if sent:
+                self._latencies.append(wire - received)
 
     # Read-outs --------------------------------------------------------------------------------
+    def latest_sample(self) -> StateSample | None:
+        """The robot's latest state as arrays in joint-table order (None before the first)."""
+        return self.link.latest_sample()
+
     def status(self) -> SafetyStatus:
         return self.limiter.status(time.monotonic())
 
-    def period_stats(self) -> PeriodStats | None:
-        return self._loop.stats() if self._loop is not None else None
+    @property
+    def sending(self) -> bool:
+        return self._sending
+
+    def period_stats(self) -> PeriodStats:
+        return self._loop.stats()
 
     def latency_stats(self) -> LatencyStats:
         lat = np.array(self._latencies)
@@ -162,8 +171,8 @@ class Bridge:
     @property
     def realtime(self) -> bool:
         """Whether the motor loop runs with the real-time priority it asked for."""
-        return self._loop is not None and self._loop.realtime
+        return self._loop.realtime
 
     @property
     def loop_error(self) -> BaseException | None:
-        return self._loop.error if self._loop is not None else None
+        return self._loop.error

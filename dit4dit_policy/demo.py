@@ -73,7 +73,7 @@ def run(report_path: Path, console: Console) -> dict:
         try:
             client.wait_for_bridge()
             wait_for(lambda: len(tap.poll()) > 0 and client.status, 20, "the bridge's first LowCmd_")
-            note("bridge active, no policy yet (damping, weight stays 0)", _state(client))
+            note("bridge activated (no policy yet: ramp, then hold and damp)", _state(client))
 
             _stream(client, tap, 4.0, lambda t: [0.3 * math.sin(1.5 * t), -0.2, 0.9 + 0.4 * math.sin(1.5 * t)])
             note("4 s of smooth arm motion at 50 Hz", _state(client))

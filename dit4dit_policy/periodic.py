@@ -24,6 +24,22 @@ _SPIN_S = 0.0004
 _GIL_SWITCH_S = 0.0002
 
 
+def make_realtime(priority: int) -> bool:
+    """Give the calling thread SCHED_FIFO `priority` (0: leave it alone). True if granted.
+
+    A loop preempted by ordinary processes misses deadlines by whole scheduler slices; SCHED_FIFO
+    (as ros2_control uses) fixes that where the process may have it (root, CAP_SYS_NICE or an
+    rtprio limit). Threads created afterwards by this thread inherit the policy.
+    """
+    if priority <= 0:
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class PeriodStats:
     """Period error of the ticks so far: |actual interval - period|, in seconds."""
@@ -73,19 +89,8 @@ class PeriodicThread:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def _become_realtime(self) -> None:
-        # A motor loop preempted by ordinary processes misses deadlines by whole scheduler slices;
-        # SCHED_FIFO (as ros2_control uses) fixes that where the process is allowed to have it.
-        if self.realtime_priority <= 0:
-            return
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
-            self.realtime = True
-        except (PermissionError, OSError):
-            self.realtime = False
-
     def _run(self) -> None:
-        self._become_realtime()
+        self.realtime = make_realtime(self.realtime_priority)
         deadline = time.monotonic()
         last = None
         try:

@@ -11,13 +11,13 @@ import signal
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
-from dit4dit_policy.bridge import Bridge
+from dit4dit_policy.bridge_process import BridgeProcess, BridgeSpec
 from dit4dit_policy.g1 import LinkConfig
 from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.nodes.params import declare_from_yaml
@@ -25,7 +25,7 @@ from dit4dit_policy.safety import EnableResult, SafetyConfig, SafetyState
 
 NODE_NAME = "safety_bridge"
 PARAMS_FILE = "bridge.yaml"
-_FAULTY = {SafetyState.DAMPING, SafetyState.FAULT, SafetyState.ESTOP}
+_FAULTY = {SafetyState.DAMPING.name, SafetyState.FAULT.name, SafetyState.ESTOP.name}
 
 
 def _stamp_seconds(msg: JointState) -> float:
@@ -36,7 +36,7 @@ class SafetyBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         self.p = declare_from_yaml(self, PARAMS_FILE, NODE_NAME)
-        self.bridge: Bridge | None = None
+        self.bridge: BridgeProcess | None = None
         self._timers = []
 
     # Lifecycle --------------------------------------------------------------------------------
@@ -59,8 +59,16 @@ class SafetyBridgeNode(Node):
                 mode=p["control_mode"],
                 weight_ramp_time=p["weight_ramp_time"],
             )
-            self.bridge = Bridge(table, safety, link, p["rate_hz"], p["realtime_priority"])
-            self.bridge.open()
+            spec = BridgeSpec(
+                robot_variant=p["robot_variant"],
+                joint_table=p["joint_table"],
+                safety=safety,
+                link=link,
+                rate_hz=p["rate_hz"],
+                realtime_priority=p["realtime_priority"],
+                exit_damping_time=p["shutdown_damping_time"],
+            )
+            self.bridge = BridgeProcess(spec)
         except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
@@ -85,13 +93,13 @@ class SafetyBridgeNode(Node):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        result = self.bridge.start(state_wait=self.p["activate_state_wait"])
-        if result not in (EnableResult.RAMPING, EnableResult.ALREADY_ENABLED):
+        result = self.bridge.activate(state_wait=self.p["activate_state_wait"])
+        report = self.bridge.report()
+        if not report["writing"]:
             self.get_logger().error(f"activate refused: {result.name}")
-            self.bridge.damp_and_stop(0.0)
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f"activated: ramping from the measured pose over {self.p['ramp_time']} s")
-        if self.p["realtime_priority"] > 0 and not self.bridge.realtime:
+        if self.p["realtime_priority"] > 0 and not report["realtime"]:
             self.get_logger().warning(
                 f"motor loop did not get SCHED_FIFO priority {self.p['realtime_priority']} (needs CAP_SYS_NICE or "
                 "an rtprio limit): expect period jitter under load"
@@ -115,7 +123,7 @@ class SafetyBridgeNode(Node):
         if self.bridge is None:
             return
         self.get_logger().info(f"{why}: damping for {self.p['shutdown_damping_time']} s")
-        self.bridge.damp_and_stop(self.p["shutdown_damping_time"])
+        self.bridge.deactivate(self.p["shutdown_damping_time"])
 
     def _release(self) -> None:
         for timer in self._timers:
@@ -160,14 +168,14 @@ class SafetyBridgeNode(Node):
         if self._state_machine.current_state[1] != "active":
             response.success, response.message = True, "reset; activate to move"
             return response
-        result = self.bridge.start(state_wait=0.0)
+        result = self.bridge.activate(state_wait=0.0)
         response.success = result is EnableResult.RAMPING
         response.message = f"reset; {result.name.lower()}"
         return response
 
     # Publishing -------------------------------------------------------------------------------
     def _publish_state(self) -> None:
-        sample = self.bridge.link.latest_sample() if self.bridge else None
+        sample = self.bridge.latest_sample() if self.bridge is not None else None
         if sample is None:
             return
         now = self.get_clock().now().to_msg()
@@ -188,31 +196,30 @@ class SafetyBridgeNode(Node):
     def _publish_diagnostics(self) -> None:
         if self.bridge is None:
             return
-        status = self.bridge.status()
-        latency = self.bridge.latency_stats()
-        values = {
-            **{k: str(v) for k, v in status.as_dict().items()},
-            "command_to_wire_p50_ms": f"{latency.p50 * 1e3:.3f}",
-            "command_to_wire_p99_ms": f"{latency.p99 * 1e3:.3f}",
-            "robot_states_received": str(self.bridge.link.states_received),
-            "realtime": str(self.bridge.realtime),
-            "commands_sent": str(self.bridge.link.commands_sent),
-        }
-        period = self.bridge.period_stats()
-        if period is not None:
-            values.update(
-                period_error_p50_ms=f"{period.p50 * 1e3:.3f}",
-                period_error_p99_ms=f"{period.p99 * 1e3:.3f}",
-                period_error_max_ms=f"{period.max * 1e3:.3f}",
-                missed_periods=str(period.missed),
-            )
-        loop_error = self.bridge.loop_error
-        if loop_error is not None:
-            level, message = DiagnosticStatus.ERROR, f"motor loop died: {loop_error!r}"
-        elif status.state in _FAULTY:
-            level, message = DiagnosticStatus.ERROR, status.state.name
+        if not self.bridge.alive:
+            level, message, values = DiagnosticStatus.ERROR, "motor process died: nothing is commanding the robot", {}
         else:
-            level, message = DiagnosticStatus.OK, status.state.name
+            r = self.bridge.report()
+            period, latency = r["period"], r["latency"]
+            values = {
+                **{k: str(v) for k, v in r["status"].items()},
+                "writing": str(r["writing"]),
+                "realtime": str(r["realtime"]),
+                "robot_states_received": str(r["states_received"]),
+                "commands_sent": str(r["commands_sent"]),
+                "command_to_wire_p50_ms": f"{latency['p50'] * 1e3:.3f}",
+                "command_to_wire_p99_ms": f"{latency['p99'] * 1e3:.3f}",
+                "period_error_p50_ms": f"{period['p50'] * 1e3:.3f}",
+                "period_error_p99_ms": f"{period['p99'] * 1e3:.3f}",
+                "period_error_max_ms": f"{period['max'] * 1e3:.3f}",
+                "missed_periods": str(period["missed"]),
+            }
+            state = r["status"]["state"]
+            if r["loop_error"] is not None:
+                level, message = DiagnosticStatus.ERROR, f"motor loop died: {r['loop_error']}"
+            else:
+                level = DiagnosticStatus.ERROR if state in _FAULTY else DiagnosticStatus.OK
+                message = state
         diag = DiagnosticStatus(level=level, name=f"{NODE_NAME}: safety", message=message, hardware_id="g1")
         diag.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         self._status_pub.publish(diag)
@@ -225,7 +232,9 @@ class SafetyBridgeNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = SafetyBridgeNode()
-    executor = MultiThreadedExecutor(num_threads=2)
+    # Single-threaded: rclpy's MultiThreadedExecutor busy-spins a core while a callback of a
+    # mutually exclusive group runs. Transitions block it while damping, which is then in force anyway.
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     # SIGTERM (systemd, launch) must damp like Ctrl-C does, not kill the process mid-command.
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
