@@ -19,3 +19,15 @@ def dds_domain() -> int:
 @pytest.fixture(scope="session")
 def joint_table():
     return load_joint_table()
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Run the test with one torch thread: tiny tensors gain nothing from a second one (only synchronisation), and
+    the machine is shared. Model tests request it module-wide with `pytestmark = pytest.mark.usefixtures(...)`."""
+    import torch  # here, not at the top: the DDS/ROS tests that share this conftest never need torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

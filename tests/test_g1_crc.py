@@ -5,10 +5,11 @@ from __future__ import annotations
 import struct
 import time
 
-from hypothesis import Phase, given, settings
+from g1_strategies import NO_SHRINK, check_same, lowcmds, lowstates, u32
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dit4dit_policy.g1 import IMUState_, LowCmd_, LowState_, MotorCmd_, MotorState_, lowcmd_crc, lowstate_crc
+from dit4dit_policy.g1 import LowCmd_, LowState_, lowcmd_crc, lowstate_crc
 from dit4dit_policy.g1.crc import crc32_mpeg2, crc_words
 from dit4dit_policy.g1.messages import lowcmd_to_c, lowstate_to_c
 
@@ -77,56 +78,6 @@ def pack_lowstate(s: LowState_) -> bytes:
             *m.reserve,
         ]
     return struct.pack(LOWSTATE_FMT, *vals, *s.wireless_remote, *s.reserve, s.crc)
-
-
-def check_same(got, want, what: str) -> None:
-    """Equality with a short message: pytest's own diff of 1-2 KB values takes seconds, and
-    hypothesis re-runs a failing example many times while shrinking it."""
-    if got == want:
-        return
-    if isinstance(got, bytes) and isinstance(want, bytes):
-        at = next(
-            (i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want))
-        )
-        raise AssertionError(f"{what}: lengths {len(got)}/{len(want)}, first difference at byte {at}")
-    raise AssertionError(f"{what}: values differ")
-
-
-# Examples are whole messages: shrinking a failure would take hypothesis' full 5-minute budget,
-# so report the failing example as found.
-NO_SHRINK = settings(deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
-
-u8 = st.integers(0, 255)
-u32 = st.integers(0, 2**32 - 1)
-i16 = st.integers(-(2**15), 2**15 - 1)
-f32 = st.floats(width=32, allow_nan=False)
-
-
-def f32s(n):
-    return st.lists(f32, min_size=n, max_size=n)
-
-
-def u32s(n):
-    return st.lists(u32, min_size=n, max_size=n)
-
-
-motor_cmds = st.builds(MotorCmd_, u8, f32, f32, f32, f32, f32, u32)
-lowcmds = st.builds(LowCmd_, u8, u8, st.lists(motor_cmds, min_size=35, max_size=35), u32s(4), u32)
-motor_states = st.builds(
-    MotorState_, u8, f32, f32, f32, f32, st.lists(i16, min_size=2, max_size=2), f32, u32s(2), u32, u32s(4)
-)
-lowstates = st.builds(
-    LowState_,
-    u32s(2),
-    u8,
-    u8,
-    u32,
-    st.builds(IMUState_, f32s(4), f32s(3), f32s(3), f32s(3), i16),
-    st.lists(motor_states, min_size=35, max_size=35),
-    st.binary(min_size=40, max_size=40),
-    u32s(4),
-    u32,
-)
 
 
 def test_byte_crc_known_answers():

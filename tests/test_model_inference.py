@@ -15,12 +15,7 @@ from dit4dit_policy.preprocessing import NormStats, state_features
 INSTRUCTION = "put the red cup on the plate"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

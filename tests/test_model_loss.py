@@ -10,14 +10,7 @@ import torch
 from dit4dit_policy.model import TrainBatch, build_model, compute_loss, load_preset
 from dit4dit_policy.model.text import HashTextEncoder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread only adds synchronisation, and the machine is shared.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

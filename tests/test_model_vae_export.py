@@ -9,13 +9,7 @@ from diffusers import AutoencoderKLWan
 from dit4dit_policy.model import ActionDenoiser, VideoTrunk, build_model, load_preset
 from dit4dit_policy.model.first_frame import encode_first_frame
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.mark.parametrize("base_dim", [4, 8])
