@@ -1,7 +1,8 @@
 """The safety bridge as a ROS 2 lifecycle node: the only road from any policy to the G1's motors.
 
-configure: read parameters, join the robot's DDS domain; activate: start the motor loop and the
-start-up ramp; deactivate / shutdown: damping, then stop. Moves nothing until activated.
+configure: read parameters, start the motor process (it joins the robot's DDS domain and runs the
+loop, writing nothing); activate: start writing, beginning with the start-up ramp; deactivate /
+shutdown: damping, then stop writing. Moves nothing until activated.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class SafetyBridgeNode(Node):
         return TransitionCallbackReturn.SUCCESS
 
     def _damp(self, why: str) -> None:
-        if self.bridge is None:
+        if self._live_bridge() is None:
             return
         self.get_logger().info(f"{why}: damping for {self.p['shutdown_damping_time']} s")
         self.bridge.deactivate(self.p["shutdown_damping_time"])
@@ -134,8 +135,17 @@ class SafetyBridgeNode(Node):
             self.bridge = None
 
     # Callbacks --------------------------------------------------------------------------------
+    def _live_bridge(self) -> BridgeProcess | None:
+        """The motor process if it is running; a dead one is reported, never called."""
+        if self.bridge is None or not self.bridge.alive:
+            if self.bridge is not None:
+                self.get_logger().error("motor process is not running", throttle_duration_sec=1.0)
+            return None
+        return self.bridge
+
     def _on_command(self, msg: JointState) -> None:
-        if self.bridge is None:
+        bridge = self._live_bridge()
+        if bridge is None:
             return
         n = len(msg.name)
         velocity = np.asarray(msg.velocity, dtype=np.float64) if len(msg.velocity) else None
@@ -144,7 +154,7 @@ class SafetyBridgeNode(Node):
         if stamp == 0.0:
             # Hand-written publishers (ros2 topic pub) leave the stamp empty: use arrival time.
             stamp = self.get_clock().now().nanoseconds * 1e-9
-        verdict = self.bridge.command(
+        verdict = bridge.command(
             list(msg.name), np.asarray(msg.position, dtype=np.float64), velocity, effort, stamp
         )
         if verdict.name != "ACCEPTED":
@@ -153,16 +163,17 @@ class SafetyBridgeNode(Node):
             )
 
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if self.bridge is not None:
-            self.bridge.estop()
+        bridge = self._live_bridge()
+        if bridge is not None:
+            bridge.estop()
         self.get_logger().error("EMERGENCY STOP: latched damping until reset")
-        response.success = self.bridge is not None
-        response.message = "e-stop latched" if response.success else "bridge not configured"
+        response.success = bridge is not None
+        response.message = "e-stop latched" if response.success else "motor process not running"
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if self.bridge is None:
-            response.success, response.message = False, "bridge not configured"
+        if self._live_bridge() is None:
+            response.success, response.message = False, "motor process not running"
             return response
         self.bridge.reset()
         if self._state_machine.current_state[1] != "active":
@@ -175,7 +186,8 @@ class SafetyBridgeNode(Node):
 
     # Publishing -------------------------------------------------------------------------------
     def _publish_state(self) -> None:
-        sample = self.bridge.latest_sample() if self.bridge is not None else None
+        bridge = self._live_bridge()
+        sample = bridge.latest_sample() if bridge is not None else None
         if sample is None:
             return
         now = self.get_clock().now().to_msg()
