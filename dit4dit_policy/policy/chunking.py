@@ -1,0 +1,137 @@
+"""Executes action chunks at the control rate, crossfading each new chunk in (RTC-style, no jumps).
+
+Time convention: a chunk inferred from an observation stamped `t_obs` with action period `dt`
+holds actions a_0 .. a_{H-1}; a_k is the target for time t_obs + (k + 1) * dt (the observation
+shows the present pose; the first action is the next one). Between action times the target is
+interpolated linearly; before a_0's time it is a_0, after a_{H-1}'s it is a_{H-1}.
+
+Blending: inference takes time, so a chunk arrives (at `now`) with its first actions already in
+the past; those are simply never sampled, as the chunk is read at the current time. The executing
+trajectory T (the blend of all earlier chunks) is crossfaded into the new chunk C over
+`blend_time`: target(t) = T(t) + w(t) (C(t) - T(t)), w(t) = clip((t - arrival) / blend_time, 0, 1).
+At arrival w = 0, so the target is exactly what it would have been without the new chunk, and a
+control tick of length h changes it by at most |T'| h + |C'| h + |C - T| h / blend_time. A chunk
+arriving mid-crossfade crossfades from the blend in progress; earlier chunks are dropped once a
+later crossfade completes. This is the crossfade half of pi0.5's real-time chunking, without its
+inpainting guidance (which would need the model in the loop).
+
+Past the newest chunk's last action its value is held for `hold_time`; after that `target` reports
+EXHAUSTED until a new chunk arrives, which then crossfades from the held value, i.e. from where the
+bridge's watchdog left the robot's command.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+
+class Unavailable(StrEnum):
+    NO_CHUNK = "no_chunk"
+    EXHAUSTED = "exhausted"
+
+
+class AddResult(StrEnum):
+    ACCEPTED = "accepted"
+    # Its last action's time had passed on arrival: nothing of it could be executed.
+    EXPIRED = "expired"
+    # Its observation is not newer than the newest chunk's: a newer chunk already superseded it.
+    OUT_OF_ORDER = "out_of_order"
+
+
+def check_chunk(chunk: np.ndarray) -> np.ndarray:
+    """The chunk as float64 [H, D], H, D >= 1, all finite; ValueError naming what is wrong."""
+    actions = np.asarray(chunk, dtype=np.float64)
+    if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] < 1:
+        raise ValueError(f"chunk must be [H, D] with H, D >= 1, got shape {actions.shape}")
+    if not np.all(np.isfinite(actions)):
+        bad = np.argwhere(~np.isfinite(actions))[0]
+        raise ValueError(f"chunk has non-finite actions (first at action {bad[0]}, joint {bad[1]})")
+    return actions
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    actions: np.ndarray  # [H, D]
+    obs_stamp: float
+    first_time: float  # time of actions[0]
+    arrival: float  # start of its crossfade
+
+    def end_time(self, dt: float) -> float:
+        return self.first_time + (len(self.actions) - 1) * dt
+
+    def sample(self, t: float, dt: float) -> np.ndarray:
+        u = min(max((t - self.first_time) / dt, 0.0), len(self.actions) - 1.0)
+        i = int(math.floor(u))
+        if i >= len(self.actions) - 1:
+            return self.actions[-1]
+        # a + f (b - a) rather than (1 - f) a + f b: exact when a == b, so constants stay constant.
+        return self.actions[i] + (u - i) * (self.actions[i + 1] - self.actions[i])
+
+
+class ChunkBlender:
+    """Not thread-safe: one caller (the control tick). `now` must never decrease."""
+
+    def __init__(self, action_period: float, blend_time: float, hold_time: float):
+        if not (action_period > 0 and blend_time > 0 and hold_time >= 0):
+            raise ValueError(
+                f"need action_period > 0, blend_time > 0, hold_time >= 0; "
+                f"got {action_period}, {blend_time}, {hold_time}"
+            )
+        self.action_period = action_period
+        self.blend_time = blend_time
+        self.hold_time = hold_time
+        self._chunks: list[_Chunk] = []  # oldest first; [0] is the base, the rest crossfade in
+        self._last_now = -math.inf
+
+    def reset(self) -> None:
+        self._chunks.clear()
+        self._last_now = -math.inf
+
+    @property
+    def newest_obs_stamp(self) -> float | None:
+        return self._chunks[-1].obs_stamp if self._chunks else None
+
+    def add(self, chunk: np.ndarray, obs_stamp: float, now: float) -> AddResult:
+        """Start crossfading to `chunk` (inferred from the observation at `obs_stamp`) at `now`."""
+        self._advance(now)
+        actions = check_chunk(chunk)
+        if self._chunks and actions.shape[1] != self._chunks[-1].actions.shape[1]:
+            raise ValueError(f"chunk has {actions.shape[1]} joints, earlier chunks {self._chunks[-1].actions.shape[1]}")
+        if not math.isfinite(obs_stamp):
+            raise ValueError(f"obs_stamp must be finite, got {obs_stamp}")
+        if self._chunks and obs_stamp <= self._chunks[-1].obs_stamp:
+            return AddResult.OUT_OF_ORDER
+        new = _Chunk(actions, obs_stamp, obs_stamp + self.action_period, now)
+        if now > new.end_time(self.action_period):
+            return AddResult.EXPIRED
+        self._chunks.append(new)
+        return AddResult.ACCEPTED
+
+    def target(self, now: float) -> np.ndarray | Unavailable:
+        """The joint target for the control tick at `now` (a new array), or why there is none."""
+        self._advance(now)
+        if not self._chunks:
+            return Unavailable.NO_CHUNK
+        if now > self._chunks[-1].end_time(self.action_period) + self.hold_time:
+            return Unavailable.EXHAUSTED
+        # Drop everything before the newest chunk whose crossfade is complete: from then on the
+        # blend equals that chunk exactly, and time never goes back.
+        for k in range(len(self._chunks) - 1, 0, -1):
+            if now - self._chunks[k].arrival >= self.blend_time:
+                del self._chunks[:k]
+                break
+        dt = self.action_period
+        x = self._chunks[0].sample(now, dt).copy()
+        for c in self._chunks[1:]:
+            w = (now - c.arrival) / self.blend_time  # in [0, 1) after the pruning above
+            x += w * (c.sample(now, dt) - x)
+        return x
+
+    def _advance(self, now: float) -> None:
+        if not math.isfinite(now) or now < self._last_now:
+            raise ValueError(f"now must be finite and never decrease: got {now} after {self._last_now}")
+        self._last_now = now

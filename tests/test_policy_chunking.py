@@ -1,0 +1,158 @@
+"""ChunkBlender: time-indexed chunk execution, crossfade without jumps, hold then exhaustion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dit4dit_policy.policy import AddResult, ChunkBlender, Unavailable
+
+DT = 0.1  # action period
+TICK = 0.02  # 50 Hz control
+
+
+def _blender(blend_time=0.2, hold_time=0.2):
+    return ChunkBlender(DT, blend_time, hold_time)
+
+
+def _ramp(h, start=0.0, step=1.0, dims=1):
+    """Chunk whose action k is start + k * step in every joint: its value at time t is easy to state."""
+    return np.repeat((start + step * np.arange(h))[:, None], dims, axis=1)
+
+
+def test_when_sampled_at_action_times_expect_actions_and_linear_in_between():
+    b = _blender()
+    assert b.add(_ramp(4), obs_stamp=1.0, now=1.0) is AddResult.ACCEPTED
+    # a_k is for t_obs + (k + 1) dt; before a_0 the target is a_0.
+    assert b.target(1.0)[0] == 0.0
+    assert b.target(1.1)[0] == 0.0
+    assert b.target(1.15)[0] == pytest.approx(0.5)
+    assert b.target(1.3)[0] == pytest.approx(2.0)
+    assert b.target(1.4)[0] == pytest.approx(3.0)
+    assert b.target(1.45)[0] == 3.0
+
+
+def test_when_chunk_arrives_late_expect_its_past_actions_skipped():
+    b = _blender()
+    # Inferred from the observation at 1.0, arriving 0.25 s later: a_0, a_1 are in the past.
+    b.add(_ramp(6, start=10.0), obs_stamp=1.0, now=1.25)
+    assert b.target(1.25)[0] == pytest.approx(11.5)
+
+
+def test_when_every_chunk_is_the_same_constant_expect_exactly_that_constant_every_tick():
+    b = _blender()
+    c = np.full((8, 3), 0.123456789)
+    t, seen = 0.0, []
+    for k in range(60):
+        t = k * TICK
+        if k % 5 == 0:
+            b.add(c, obs_stamp=t - 0.03, now=t)
+        seen.append(b.target(t))
+    assert all(np.array_equal(x, c[0]) for x in seen)
+
+
+def test_when_new_chunk_arrives_expect_target_unchanged_at_arrival_then_new_chunk_after_blend():
+    b = _blender(blend_time=0.2)
+    b.add(_ramp(20, start=0.0, step=0.0), obs_stamp=0.0, now=0.0)
+    before = b.target(0.5)[0]
+    b.add(_ramp(20, start=1.0, step=0.0), obs_stamp=0.45, now=0.5)
+    assert b.target(0.5)[0] == before == 0.0
+    assert b.target(0.6)[0] == pytest.approx(0.5)
+    assert b.target(0.71)[0] == 1.0
+
+
+def test_when_chunk_arrives_mid_crossfade_expect_continuity_and_old_chunks_dropped_after():
+    b = _blender(blend_time=0.2)
+    b.add(_ramp(30, start=0.0, step=0.0), obs_stamp=0.0, now=0.0)
+    b.add(_ramp(30, start=1.0, step=0.0), obs_stamp=0.1, now=0.1)
+    mid = b.target(0.2)[0]
+    b.add(_ramp(30, start=-1.0, step=0.0), obs_stamp=0.15, now=0.2)
+    assert b.target(0.2)[0] == mid == pytest.approx(0.5)
+    assert b.target(0.4)[0] == -1.0
+    assert len(b._chunks) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chunks=st.lists(
+        st.tuples(
+            st.lists(st.floats(-2, 2), min_size=4, max_size=12),  # actions of one joint
+            st.floats(0.0, 0.5),  # inference delay
+            st.integers(3, 15),  # ticks until the next chunk
+        ),
+        min_size=2,
+        max_size=6,
+    )
+)
+def test_when_chunks_arrive_with_arbitrary_delays_expect_tick_steps_within_the_crossfade_bound(chunks):
+    blend = 0.2
+    b = _blender(blend_time=blend, hold_time=10.0)
+    slope = max(max(abs(np.diff(a))) for a, _, _ in chunks) / DT
+    spread = max(max(a) for a, _, _ in chunks) - min(min(a) for a, _, _ in chunks)
+    tick, prev = 100, None
+    for actions, delay, gap in chunks:
+        now = tick * TICK
+        b.add(np.array(actions)[:, None], obs_stamp=now - delay, now=now)
+        for _ in range(gap):
+            n = len(b._chunks)  # before `target` prunes: every chunk live at the previous tick too
+            x = b.target(tick * TICK)
+            tick += 1
+            if not isinstance(x, np.ndarray):  # an expired first chunk: nothing to execute yet
+                continue
+            # With n chunks live, each level of T_k = T_{k-1} + w_k (C_k - T_{k-1}) adds one chunk's
+            # motion and one weight step (TICK / blend) times the gap: no jump at arrival.
+            bound = n * slope * TICK + (n - 1) * spread * TICK / blend + 1e-9
+            if prev is not None:
+                assert abs(x[0] - prev) <= bound
+            prev = x[0]
+
+
+def test_when_crossfading_at_50hz_expect_the_arrival_step_no_larger_than_without_a_new_chunk():
+    b = _blender(blend_time=0.2)
+    b.add(_ramp(20, start=0.0, step=0.1), obs_stamp=0.0, now=0.0)
+    a0 = b.target(0.50)[0]
+    free_step = b.target(0.52)[0] - a0
+    b2 = _blender(blend_time=0.2)
+    b2.add(_ramp(20, start=0.0, step=0.1), obs_stamp=0.0, now=0.0)
+    a = b2.target(0.50)[0]
+    b2.add(_ramp(20, start=5.0, step=0.1), obs_stamp=0.2, now=0.52)  # 0.32 s late, far away
+    step = b2.target(0.52)[0] - a
+    assert step == pytest.approx(free_step)
+
+
+def test_when_past_the_last_action_expect_hold_then_exhausted_then_recovery_from_the_held_value():
+    b = _blender(hold_time=0.2)
+    assert b.target(0.0) is Unavailable.NO_CHUNK
+    b.add(_ramp(3), obs_stamp=0.0, now=0.05)  # last action at 0.3
+    assert b.target(0.31)[0] == 2.0
+    assert b.target(0.5)[0] == 2.0
+    assert b.target(0.5001) is Unavailable.EXHAUSTED
+    b.add(_ramp(5, start=7.0, step=0.0), obs_stamp=0.9, now=1.0)
+    assert b.target(1.0)[0] == 2.0  # crossfade starts from the held last action
+    assert b.target(1.21)[0] == 7.0
+
+
+def test_when_chunk_expired_or_older_than_current_expect_rejected_and_ignored():
+    b = _blender()
+    assert b.add(_ramp(3), obs_stamp=0.0, now=0.3001) is AddResult.EXPIRED
+    assert b.target(0.31) is Unavailable.NO_CHUNK
+    assert b.add(_ramp(10), obs_stamp=1.0, now=1.0) is AddResult.ACCEPTED
+    assert b.add(_ramp(10, start=9.0), obs_stamp=1.0, now=1.0) is AddResult.OUT_OF_ORDER
+    assert b.target(1.1)[0] == 0.0
+
+
+def test_when_inputs_invalid_expect_errors_naming_them():
+    b = _blender()
+    with pytest.raises(ValueError, match="shape"):
+        b.add(np.zeros(5), obs_stamp=0.0, now=0.0)
+    with pytest.raises(ValueError, match="non-finite.*action 2, joint 1"):
+        b.add(np.array([[0, 0], [0, 0], [0, np.nan]]), obs_stamp=0.0, now=0.0)
+    b.add(np.zeros((4, 2)), obs_stamp=0.0, now=0.0)
+    with pytest.raises(ValueError, match="3 joints"):
+        b.add(np.zeros((4, 3)), obs_stamp=0.1, now=0.1)
+    with pytest.raises(ValueError, match="never decrease"):
+        b.target(0.05)
+    with pytest.raises(ValueError, match="blend_time"):
+        ChunkBlender(0.1, 0.0, 0.1)
