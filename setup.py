@@ -33,6 +33,8 @@ setup(
         "console_scripts": [
             "safety_bridge = dit4dit_policy.nodes.bridge_node:main",
             "loopback_robot = dit4dit_policy.g1.loopback:main",
+            "dit4dit = dit4dit_policy.cli:main",
+            "policy_node = dit4dit_policy.nodes.policy_node:main",
         ],
     },
 )

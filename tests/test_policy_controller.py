@@ -213,14 +213,11 @@ def test_config_when_values_invalid_expect_errors_naming_the_field():
 
 
 def test_config_when_loaded_from_policy_yaml_expect_valid_and_equal_to_the_defaults():
-    import pathlib
+    from dit4dit_policy.config import load_yaml
 
-    import yaml
-
-    path = pathlib.Path(__file__).parents[1] / "config" / "policy.yaml"
-    params = dict(yaml.safe_load(path.read_text())["policy_node"]["ros__parameters"])
-    params.pop("topics")
-    assert PolicyConfig.from_mapping(params) == PolicyConfig()
+    params = load_yaml("policy.yaml")["policy_node"]["ros__parameters"]
+    core = {name: params[name] for name in PolicyConfig.__dataclass_fields__}
+    assert PolicyConfig.from_mapping(core) == PolicyConfig()
 
 
 def test_policy_package_when_imported_expect_no_ros_module_loaded():

@@ -73,6 +73,14 @@ def save_checkpoint(
     return folder
 
 
+def read_checkpoint_config(folder: str | Path) -> ModelConfig:
+    """The resolved preset a checkpoint was made with, without loading its weights."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a checkpoint folder: missing {CONFIG}")
+    return ModelConfig.from_dict(yaml.safe_load(path.read_text()), source=str(path))
+
+
 def load_checkpoint(
     folder: str | Path, *, preset: str | None = None, device: str | torch.device = "cpu"
 ) -> tuple[DiT4DiT, NormStats]:
@@ -84,7 +92,7 @@ def load_checkpoint(
     missing_files = [name for name in (WEIGHTS, CONFIG, NORM_STATS) if not (folder / name).is_file()]
     if missing_files:
         raise FileNotFoundError(f"{folder} is not a checkpoint folder: missing {', '.join(missing_files)}")
-    cfg = ModelConfig.from_dict(yaml.safe_load((folder / CONFIG).read_text()), source=str(folder / CONFIG))
+    cfg = read_checkpoint_config(folder)
     if preset is not None and cfg.name != preset:
         raise ValueError(f"checkpoint {folder} was made with preset {cfg.name!r}, not the requested {preset!r}")
     norm_stats = NormStats.from_dict(json.loads((folder / NORM_STATS).read_text()))
