@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import signal
+import time
 
 import numpy as np
 import rclpy
@@ -110,6 +111,14 @@ class PolicyNode(Node):
     def start(self) -> None:
         self.worker.start()
         self._tick_thread.start()
+        if self.p["realtime_priority"] > 0:
+            # The thread reports whether it got the priority once it runs: give it a moment.
+            time.sleep(0.05)
+            if not self._tick_thread.realtime:
+                self.get_logger().warning(
+                    f"control tick did not get SCHED_FIFO priority {self.p['realtime_priority']} "
+                    "(needs CAP_SYS_NICE or an rtprio limit): expect jitter while inference runs"
+                )
         self.get_logger().info(
             f"serving {self.p['checkpoint']} with {self.p['backend']} on {self.p['device']}, "
             f"{self.config.control_rate_hz:g} Hz to {self.p['topics.joint_command']}"
