@@ -9,8 +9,6 @@ norm_stats.json     the action normalisation statistics (serving reads them only
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,6 +16,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from dit4dit_policy.files import staged_folder
 from dit4dit_policy.model.config import ModelConfig
 from dit4dit_policy.model.dit4dit import DiT4DiT, build_model
 from dit4dit_policy.preprocessing import NormStats
@@ -54,9 +53,7 @@ def save_checkpoint(
             f"norm_stats cover {norm_stats.dims} action dims but preset {model.cfg.name!r} has "
             f"{model.cfg.action.real_dim}"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         metadata = {"preset": model.cfg.name}
         if text_encoder_name is not None:
@@ -64,12 +61,6 @@ def save_checkpoint(
         save_file(weights, staging / WEIGHTS, metadata=metadata)
         (staging / CONFIG).write_text(yaml.safe_dump(model.cfg.to_dict(), sort_keys=False))
         (staging / NORM_STATS).write_text(json.dumps(norm_stats.to_dict(), indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return folder
 
 

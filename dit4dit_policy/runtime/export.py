@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from dit4dit_policy.files import staged_folder
 from dit4dit_policy.model import load_checkpoint
 from dit4dit_policy.runtime.artifacts import (
     Manifest,
@@ -40,9 +39,7 @@ def export(
     digest = checkpoint_sha256(checkpoint)
     model, _ = load_checkpoint(checkpoint)
     model = model.to(TORCH_DTYPES[precision])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         if fmt == "onnx":
             graphs = export_onnx(model, staging, batch_size)
         else:
@@ -59,12 +56,6 @@ def export(
                 versions=library_versions(),
             ),
         )
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 
