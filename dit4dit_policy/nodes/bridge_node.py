@@ -7,12 +7,9 @@ shutdown: damping, then stop writing. Moves nothing until activated.
 
 from __future__ import annotations
 
-import signal
-
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
@@ -21,16 +18,13 @@ from std_srvs.srv import Trigger
 from dit4dit_policy.bridge_process import BridgeProcess, BridgeSpec
 from dit4dit_policy.g1 import LinkConfig
 from dit4dit_policy.joint_table import load_joint_table
+from dit4dit_policy.nodes.common import spin_until_shutdown, stamp_seconds
 from dit4dit_policy.nodes.params import declare_from_yaml
 from dit4dit_policy.safety import EnableResult, SafetyConfig, SafetyState
 
 NODE_NAME = "safety_bridge"
 PARAMS_FILE = "bridge.yaml"
 _FAULTY = {SafetyState.DAMPING.name, SafetyState.FAULT.name, SafetyState.ESTOP.name}
-
-
-def _stamp_seconds(msg: JointState) -> float:
-    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
 
 
 class SafetyBridgeNode(Node):
@@ -150,7 +144,7 @@ class SafetyBridgeNode(Node):
         n = len(msg.name)
         velocity = np.asarray(msg.velocity, dtype=np.float64) if len(msg.velocity) else None
         effort = np.asarray(msg.effort, dtype=np.float64) if len(msg.effort) else None
-        stamp = _stamp_seconds(msg)
+        stamp = stamp_seconds(msg.header.stamp)
         if stamp == 0.0:
             # Hand-written publishers (ros2 topic pub) leave the stamp empty: use arrival time.
             stamp = self.get_clock().now().nanoseconds * 1e-9
@@ -244,24 +238,15 @@ class SafetyBridgeNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = SafetyBridgeNode()
-    # Single-threaded: rclpy's MultiThreadedExecutor busy-spins a core while a callback of a
-    # mutually exclusive group runs. Transitions block it while damping, which is then in force anyway.
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    # SIGTERM (systemd, launch) must damp like Ctrl-C does, not kill the process mid-command.
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     if node.p["autostart"]:
         node.trigger_configure()
         node.trigger_activate()
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
+
+    def stop() -> None:
         node._damp("stopping")
         node._release()
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+    spin_until_shutdown(node, stop)
 
 
 if __name__ == "__main__":

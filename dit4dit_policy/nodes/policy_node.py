@@ -8,14 +8,12 @@ Conversion only: stamp sync, chunk blending, the inference worker and the hold l
 from __future__ import annotations
 
 import io
-import signal
 import time
 
 import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -24,6 +22,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dit4dit_policy.model.checkpoint import read_checkpoint_config
 from dit4dit_policy.model.text import build_text_encoder
+from dit4dit_policy.nodes.common import spin_until_shutdown, stamp_seconds
 from dit4dit_policy.nodes.params import declare_from_yaml
 from dit4dit_policy.periodic import PeriodicThread
 from dit4dit_policy.policy.config import PolicyConfig
@@ -35,10 +34,6 @@ from dit4dit_policy.runtime.runtime import open_runtime
 NODE_NAME = "policy_node"
 PARAMS_FILE = "policy.yaml"
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 def image_array(msg: Image) -> tuple[np.ndarray, str]:
@@ -135,7 +130,7 @@ class PolicyNode(Node):
         except ValueError as e:
             self.get_logger().error(str(e), throttle_duration_sec=5.0)
             return
-        self.controller.add_frame(frame, _seconds(msg.header.stamp))
+        self.controller.add_frame(frame, stamp_seconds(msg.header.stamp))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         try:
@@ -143,7 +138,7 @@ class PolicyNode(Node):
         except (OSError, ValueError) as e:
             self.get_logger().error(f"cannot decode {msg.format!r} image: {e}", throttle_duration_sec=5.0)
             return
-        self.controller.add_frame(frame, _seconds(msg.header.stamp))
+        self.controller.add_frame(frame, stamp_seconds(msg.header.stamp))
 
     def _on_joints(self, msg: JointState) -> None:
         try:
@@ -152,7 +147,7 @@ class PolicyNode(Node):
             missing = sorted(set(self.state_joints) - set(msg.name))
             self.get_logger().error(f"joint states lack {missing}", throttle_duration_sec=5.0)
             return
-        self.controller.add_joints(q, _seconds(msg.header.stamp))
+        self.controller.add_joints(q, stamp_seconds(msg.header.stamp))
 
     def _on_instruction(self, msg: String) -> None:
         self.policy.instruction = msg.data
@@ -232,18 +227,8 @@ class PolicyNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = PolicyNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node.start()
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node, node.stop)
 
 
 if __name__ == "__main__":
