@@ -10,6 +10,10 @@ All shapes are static (batch 1 for a robot): TensorRT and onnxruntime then plan 
 
 from __future__ import annotations
 
+import io
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import torch
@@ -54,6 +58,15 @@ def boundary_inputs(model: DiT4DiT, batch_size: int = 1) -> dict[str, dict[str, 
     return {"trunk": trunk, "denoiser": denoiser}
 
 
+@contextmanager
+def _shown_on_failure(log: io.StringIO) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        sys.stderr.write(log.getvalue())
+        raise
+
+
 def export_onnx(model: DiT4DiT, folder: Path, batch_size: int = 1) -> dict[str, GraphSpec]:
     """Write trunk.onnx and denoiser.onnx into `folder` (weights of large models go to an
     external-data file beside each); returns their specs for the manifest."""
@@ -62,7 +75,10 @@ def export_onnx(model: DiT4DiT, folder: Path, batch_size: int = 1) -> dict[str, 
     specs = {}
     for name, inputs in boundary_inputs(model, batch_size).items():
         module, path = modules[name], folder / f"{name}.onnx"
-        with torch.no_grad():
+        # The exporter prints the whole FX graph and per-op notes (hundreds of lines): keep them
+        # out of the terminal, and show them only if the export fails.
+        log = io.StringIO()
+        with torch.no_grad(), _shown_on_failure(log), redirect_stdout(log), redirect_stderr(log):
             expected = module(*inputs.values())
             torch.onnx.export(
                 module,
