@@ -1,0 +1,1 @@
+"""Reading recorded demonstrations into arrays for training and evaluation."""
