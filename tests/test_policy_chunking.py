@@ -156,3 +156,10 @@ def test_when_inputs_invalid_expect_errors_naming_them():
         b.target(0.05)
     with pytest.raises(ValueError, match="blend_time"):
         ChunkBlender(0.1, 0.0, 0.1)
+
+
+def test_when_chunk_observation_is_stamped_in_the_future_expect_it_refused():
+    b = _blender()
+    assert b.add(_ramp(8), obs_stamp=500.0, now=100.0) is AddResult.FROM_FUTURE
+    assert b.target(100.0) is Unavailable.NO_CHUNK
+    assert b.add(_ramp(8), obs_stamp=99.95, now=100.0) is AddResult.ACCEPTED, "a later, honest chunk was blocked"

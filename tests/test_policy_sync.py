@@ -104,3 +104,17 @@ def test_when_cleared_expect_nothing():
     s.clear()
     assert s.latest(1.0) == NoObservation(SyncFailure.NO_FRAME)
     assert s.newest_stamps() == (None, None)
+
+
+def test_when_inputs_are_stamped_in_the_future_expect_them_not_fresh_until_their_time():
+    from dit4dit_policy.policy.sync import FUTURE_TOLERANCE
+
+    s = _sync()
+    s.add_frame("ahead", 110.0)  # a sender whose clock runs 10 s ahead, then goes silent
+    s.add_joints(_q(0), 110.0)
+    assert s.latest(100.0) == NoObservation(SyncFailure.STALE_FRAME)
+    assert isinstance(s.latest(110.0 - FUTURE_TOLERANCE / 2), Observation)  # within clock-skew tolerance
+    s.add_frame("now", 100.0)
+    s.add_joints(_q(1), 100.0)
+    obs = s.latest(100.0)
+    assert isinstance(obs, Observation) and obs.frame == "now", "a future stamp hid the fresh input"

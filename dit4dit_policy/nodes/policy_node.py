@@ -147,7 +147,10 @@ class PolicyNode(Node):
             missing = sorted(set(self.state_joints) - set(msg.name))
             self.get_logger().error(f"joint states lack {missing}", throttle_duration_sec=5.0)
             return
-        self.controller.add_joints(q, stamp_seconds(msg.header.stamp))
+        try:
+            self.controller.add_joints(q, stamp_seconds(msg.header.stamp))
+        except ValueError as e:  # NaN/inf from the robot: refuse the message, keep serving
+            self.get_logger().error(f"joint states refused: {e}", throttle_duration_sec=5.0)
 
     def _on_instruction(self, msg: String) -> None:
         self.policy.instruction = msg.data

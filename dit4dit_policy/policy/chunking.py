@@ -28,6 +28,8 @@ from enum import StrEnum
 
 import numpy as np
 
+from dit4dit_policy.policy.sync import FUTURE_TOLERANCE
+
 
 class Unavailable(StrEnum):
     NO_CHUNK = "no_chunk"
@@ -40,6 +42,9 @@ class AddResult(StrEnum):
     EXPIRED = "expired"
     # Its observation is not newer than the newest chunk's: a newer chunk already superseded it.
     OUT_OF_ORDER = "out_of_order"
+    # Its observation is stamped ahead of now (a clock jump, or a result from before a reset):
+    # executing it would hold its first action until that time comes.
+    FROM_FUTURE = "from_future"
 
 
 def check_chunk(chunk: np.ndarray) -> np.ndarray:
@@ -103,6 +108,8 @@ class ChunkBlender:
             raise ValueError(f"chunk has {actions.shape[1]} joints, earlier chunks {self._chunks[-1].actions.shape[1]}")
         if not math.isfinite(obs_stamp):
             raise ValueError(f"obs_stamp must be finite, got {obs_stamp}")
+        if obs_stamp > now + FUTURE_TOLERANCE:
+            return AddResult.FROM_FUTURE
         if self._chunks and obs_stamp <= self._chunks[-1].obs_stamp:
             return AddResult.OUT_OF_ORDER
         new = _Chunk(actions, obs_stamp, obs_stamp + self.action_period, now)

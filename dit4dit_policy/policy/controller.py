@@ -57,7 +57,7 @@ class PolicyStatus:
     frame_age: float  # now - newest frame stamp (nan: none yet)
     joint_age: float
     chunks_accepted: int
-    chunks_rejected: int  # arrived expired or out of order
+    chunks_rejected: int  # arrived expired, out of order or from the future
     last_chunk_delay: float  # arrival time - observation stamp of the newest accepted chunk
     worker: WorkerStats
 
@@ -106,6 +106,7 @@ class PolicyController:
             return out
 
     def status(self, now: float) -> PolicyStatus:
+        worker = self._worker.stats()  # percentiles take a while: not under the lock tick() needs
         with self._lock:
             frame_stamp, joint_stamp = self._sync.newest_stamps()
             return PolicyStatus(
@@ -116,7 +117,7 @@ class PolicyController:
                 chunks_accepted=self._accepted,
                 chunks_rejected=self._rejected,
                 last_chunk_delay=self._last_delay,
-                worker=self._worker.stats(),
+                worker=worker,
             )
 
     def _clear(self) -> None:

@@ -19,11 +19,15 @@ from typing import Any
 
 import numpy as np
 
+# How far ahead of the node's clock a stamp may be and still count (clock skew between machines
+# on one robot LAN, kept small by NTP/PTP): seconds.
+FUTURE_TOLERANCE = 0.05
+
 
 class SyncFailure(StrEnum):
     NO_FRAME = "no_frame"
     NO_JOINTS = "no_joints"
-    STALE_FRAME = "stale_frame"
+    STALE_FRAME = "stale_frame"  # none within [now - max_frame_age, now + FUTURE_TOLERANCE]
     STALE_JOINTS = "stale_joints"
     NO_MATCH_WITHIN_SLOP = "no_match_within_slop"
 
@@ -105,15 +109,19 @@ class StampSync:
             return NoObservation(SyncFailure.NO_FRAME)
         if not joints.stamps:
             return NoObservation(SyncFailure.NO_JOINTS)
-        # Fresh means stamp >= oldest allowed; the sorted buffers make both a suffix.
-        first_frame = bisect.bisect_left(frames.stamps, now - self.max_frame_age)
-        if first_frame == len(frames.stamps):
+        # Fresh means now - max_age <= stamp <= now + FUTURE_TOLERANCE; the sorted buffers make
+        # that a slice. A stamp from the future is not fresh: a sender whose clock runs ahead
+        # would otherwise keep a dead stream "fresh" for as long as its clock is ahead.
+        newest_frame = bisect.bisect_right(frames.stamps, now + FUTURE_TOLERANCE)
+        first_frame = bisect.bisect_left(frames.stamps, now - self.max_frame_age, hi=newest_frame)
+        if first_frame == newest_frame:
             return NoObservation(SyncFailure.STALE_FRAME)
-        first_joint = bisect.bisect_left(joints.stamps, now - self.max_joint_age)
-        if first_joint == len(joints.stamps):
+        newest_joint = bisect.bisect_right(joints.stamps, now + FUTURE_TOLERANCE)
+        first_joint = bisect.bisect_left(joints.stamps, now - self.max_joint_age, hi=newest_joint)
+        if first_joint == newest_joint:
             return NoObservation(SyncFailure.STALE_JOINTS)
-        fresh_joints = joints.stamps[first_joint:]
-        for f in range(len(frames.stamps) - 1, first_frame - 1, -1):
+        fresh_joints = joints.stamps[first_joint:newest_joint]
+        for f in range(newest_frame - 1, first_frame - 1, -1):
             t = frames.stamps[f]
             j = self._nearest(fresh_joints, t)
             if abs(fresh_joints[j] - t) <= self.slop:
