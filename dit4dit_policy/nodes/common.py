@@ -30,6 +30,11 @@ def spin_until_shutdown(node: Node, stop: Callable[[], None]) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A callback that was publishing when the shutdown invalidated the context fails with an
+        # RCLError; after a requested shutdown that is the shutdown, not a fault.
+        if rclpy.ok():
+            raise
     finally:
         stop()
         node.destroy_node()
