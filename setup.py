@@ -35,6 +35,9 @@ setup(
             "loopback_robot = dit4dit_policy.g1.loopback:main",
             "dit4dit = dit4dit_policy.cli:main",
             "policy_node = dit4dit_policy.nodes.policy_node:main",
+            "recorder = dit4dit_policy.nodes.recorder_node:main",
+            "g1_sim = dit4dit_policy.nodes.sim_node:main",
+            "sim_expert = dit4dit_policy.nodes.expert_node:main",
         ],
     },
 )

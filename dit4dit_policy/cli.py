@@ -7,6 +7,7 @@ dit4dit bench [--checkpoint DIR | --preset NAME] [--backend torch,onnx] [--json 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import tempfile
@@ -15,6 +16,10 @@ from pathlib import Path
 from rich.console import Console
 
 from dit4dit_policy.runtime.artifacts import FORMATS, PRECISIONS
+
+# Subcommands that live beside the code they drive: each module has `register(subparsers)`, which
+# adds its parsers (with `run` set) and imports nothing heavy until a command runs.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -67,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime (default: torch's choice)")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.set_defaults(run=cmd_bench)
+
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
