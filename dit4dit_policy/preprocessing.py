@@ -4,6 +4,8 @@ Whatever the model sees online must be exactly what it saw in training, so every
 robot data and model tensors lives here, once, as pairs where a pair exists (normalise/unnormalise):
 
 - camera frames: `image_to_model` / `images_to_model` (uint8 ROS-encoded pixels -> [-1, 1] RGB),
+  built on `images_to_rgb`; camera messages to pixels: `raw_image_array` (sensor_msgs/Image fields)
+  and `decode_compressed_image` (sensor_msgs/CompressedImage data),
 - joint state: `state_features` (raw angles -> [sin, cos], zero-padded),
 - actions: `NormStats` (computed on the training set, saved inside the checkpoint) and
   `ActionNormalizer` (min-max to [-1, 1] and back, with clipping).
@@ -13,6 +15,7 @@ No ROS imports: the node converts messages to numpy and calls these.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,20 +36,12 @@ _ENCODINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
 SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
 
 
-def images_to_model(images: np.ndarray, encoding: str, size: int) -> torch.Tensor:
-    """Many frames of one size at once: uint8 [N, H, W, C] (mono8 also [N, H, W]) -> float32
-    [N, 3, size, size] RGB in [-1, 1].
-
-    The whole frame is resized to size x size, no crop: DiT4DiT's frames are "resized to 224x224",
-    and a crop would cut the edges of a 640x480 head camera's view, where the hands often are. The
-    4:3 -> 1:1 squash is the same in training and serving, since both come through here. Bilinear
-    with antialiasing: shrinking 640x480 by ~3x without it would alias fine texture.
-    """
+def images_to_rgb(images: np.ndarray, encoding: str) -> np.ndarray:
+    """Many frames in a ROS encoding: uint8 [N, H, W, C] (mono8 also [N, H, W]) -> uint8 [N, H, W, 3]
+    RGB. Alpha is dropped and mono replicated; the pixel values themselves are untouched."""
     if encoding not in _ENCODINGS:
         raise ValueError(f"unknown image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
     channels, rgb_index = _ENCODINGS[encoding]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
     if not isinstance(images, np.ndarray):
         raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
     if images.dtype != np.uint8:
@@ -65,11 +60,27 @@ def images_to_model(images: np.ndarray, encoding: str, size: int) -> torch.Tenso
         )
     if n == 0 or height == 0 or width == 0:
         raise ValueError(f"empty image batch: shape {images.shape}")
+    if rgb_index == (0, 1, 2) and channels == 3:
+        return images
+    return images[..., list(rgb_index)]
 
-    pixels = torch.from_numpy(np.ascontiguousarray(images))
-    # Pick R, G, B (this also drops alpha and replicates mono), then channels-first for interpolate.
-    rgb = pixels[..., list(rgb_index)].permute(0, 3, 1, 2).to(torch.float32)
-    resized = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+def images_to_model(images: np.ndarray, encoding: str, size: int) -> torch.Tensor:
+    """Many frames of one size at once: uint8 [N, H, W, C] (mono8 also [N, H, W]) -> float32
+    [N, 3, size, size] RGB in [-1, 1].
+
+    The whole frame is resized to size x size, no crop: DiT4DiT's frames are "resized to 224x224",
+    and a crop would cut the edges of a 640x480 head camera's view, where the hands often are. The
+    4:3 -> 1:1 squash is the same in training and serving, since both come through here. Bilinear
+    with antialiasing: shrinking 640x480 by ~3x without it would alias fine texture.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    rgb = images_to_rgb(images, encoding)
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb))
+    # Channels first for interpolate.
+    planes = pixels.permute(0, 3, 1, 2).to(torch.float32)
+    resized = F.interpolate(planes, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     # The antialiasing filter's weights are non-negative and sum to one, so only float rounding can
     # step outside [0, 255]; the clamp removes that.
     return (resized / 127.5 - 1.0).clamp_(-1.0, 1.0)
@@ -83,6 +94,32 @@ def image_to_model(image: np.ndarray, encoding: str, size: int) -> torch.Tensor:
     if image.ndim not in (2, 3):
         raise ValueError(f"an image must be HxWxC or HxW, got shape {image.shape}")
     return images_to_model(image[None], encoding, size)[0]
+
+
+def raw_image_array(data: Any, height: int, width: int, step: int, encoding: str) -> np.ndarray:
+    """The pixels of a sensor_msgs/Image (its fields) as uint8 HxWxC (HxWx1 for mono8), without the
+    row padding `step` may add."""
+    if encoding not in _ENCODINGS:
+        raise ValueError(f"unknown image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+    channels = _ENCODINGS[encoding][0]
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if height < 1 or width < 1 or step < width * channels or buffer.size != height * step:
+        raise ValueError(
+            f"{encoding} image of {width}x{height} with step {step} needs {height * step} bytes and "
+            f"step >= {width * channels}; got {buffer.size} bytes"
+        )
+    return buffer.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
+
+
+def decode_compressed_image(data: Any) -> np.ndarray:
+    """The data of a sensor_msgs/CompressedImage (JPEG or PNG) as uint8 HxWx3 RGB, encoding rgb8."""
+    from PIL import Image, UnidentifiedImageError  # only compressed camera streams need it
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"cannot decode compressed image ({len(data)} bytes): {e}") from e
 
 
 def state_features(q: np.ndarray, dim: int) -> np.ndarray:
@@ -174,7 +211,18 @@ class NormStats:
         if not np.isfinite(a).all():
             rows = np.nonzero(~np.isfinite(a).all(axis=1))[0]
             raise ValueError(f"actions contain NaN or inf in {rows.size} row(s), first at row {int(rows[0])}")
-        lo, hi = a.min(axis=0), a.max(axis=0)
+        return cls.from_range(a.min(axis=0), a.max(axis=0))
+
+    @classmethod
+    def from_range(cls, action_min: Any, action_max: Any) -> NormStats:
+        """Stats from a per-dim observed range (as a dataset's statistics store it), with `compute`'s
+        widening of dims narrower than 2 * DEGENERATE_HALF_WIDTH."""
+        lo = _stat_vector("action_min", action_min)
+        hi = _stat_vector("action_max", action_max)
+        if lo.shape != hi.shape:
+            raise ValueError(f"action_min has {lo.size} dims but action_max has {hi.size}")
+        if np.any(hi < lo):
+            raise ValueError(f"action_max is below action_min in dim(s) {np.nonzero(hi < lo)[0].tolist()}")
         narrow = hi - lo < 2 * DEGENERATE_HALF_WIDTH
         centre = (lo + hi) / 2
         lo = np.where(narrow, centre - DEGENERATE_HALF_WIDTH, lo)

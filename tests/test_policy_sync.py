@@ -118,3 +118,120 @@ def test_when_inputs_are_stamped_in_the_future_expect_them_not_fresh_until_their
     s.add_joints(_q(1), 100.0)
     obs = s.latest(100.0)
     assert isinstance(obs, Observation) and obs.frame == "now", "a future stamp hid the fresh input"
+
+
+# ---------------------------------------------------------------- whole recorded streams (offline)
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from dit4dit_policy.policy.chunking import _Chunk  # noqa: E402
+from dit4dit_policy.policy.sync import (  # noqa: E402
+    _StampedBuffer,
+    align_recording,
+    interpolate,
+    nearest_indices,
+    pair_within_slop,
+    stamp_order,
+)
+
+_stamps = st.lists(st.integers(0, 400).map(lambda k: k / 40), min_size=1, max_size=30, unique=True).map(sorted)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_stamps, st.lists(st.integers(-40, 440).map(lambda k: k / 80), min_size=1, max_size=20))
+def test_when_finding_nearest_expect_the_brute_force_choice_with_the_earlier_on_a_tie(stamps, targets):
+    got = nearest_indices(stamps, targets)
+    for t, i in zip(targets, got, strict=True):
+        distances = [abs(s - t) for s in stamps]
+        assert i == distances.index(min(distances))  # index() finds the earliest of equal minima
+
+
+def test_when_pairing_expect_partner_within_slop_else_minus_one():
+    joints = [1.0, 1.125, 1.25]  # binary fractions: the distances below are exact
+    frames = [0.9375, 1.0625, 1.09375, 1.3125, 1.375]
+    assert pair_within_slop(frames, joints, 0.0625).tolist() == [0, 0, 1, 2, -1]
+    assert pair_within_slop(frames, joints, 0.03125).tolist() == [-1, -1, 1, -1, -1]
+    assert pair_within_slop(frames, joints, 0.0).tolist() == [-1, -1, -1, -1, -1]
+    assert pair_within_slop([1.0], joints, 0.0).tolist() == [0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 12).map(float), min_size=1, max_size=30))
+def test_when_ordering_a_recorded_stream_expect_what_the_node_buffer_holds(arrivals):
+    buffer = _StampedBuffer(capacity=len(arrivals))
+    for position, stamp in enumerate(arrivals):
+        buffer.add(stamp, position)
+    order = stamp_order(arrivals)
+    assert [arrivals[i] for i in order] == buffer.stamps
+    assert order.tolist() == buffer.items
+
+
+def test_when_interpolating_expect_the_chunk_executors_targets():
+    dt = 0.1
+    values = np.array([[0.0, 1.0], [0.5, 1.0], [0.2, -1.0], [0.2, 3.0]])
+    chunk = _Chunk(actions=values, obs_stamp=0.0, first_time=2.0, arrival=0.0)
+    stamps = 2.0 + dt * np.arange(len(values))
+    times = np.array([1.9, 2.0, 2.03, 2.1, 2.25, 2.299, 2.3, 2.5])
+    expected = np.stack([chunk.sample(t, dt) for t in times])
+    np.testing.assert_allclose(interpolate(stamps, values, times), expected, rtol=0, atol=1e-12)
+    assert interpolate(stamps, values, [2.25])[0, 0] == 0.2, "equal neighbours must give that value exactly"
+
+
+def test_when_interpolating_unusable_streams_expect_errors():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        interpolate([0.0, 0.0], np.zeros((2, 1)), [0.0])
+    with pytest.raises(ValueError, match="values"):
+        interpolate([0.0, 1.0], np.zeros((3, 1)), [0.0])
+
+
+def _aligned(frames, joints, commands, **kw):
+    return align_recording(np.array(frames), np.array(joints), np.array(commands), **kw)
+
+
+def test_when_aligning_expect_grid_on_a_frame_nearest_frames_paired_joints_and_next_row_action_times():
+    frames = 10.0 + np.arange(0, 61) / 30  # 30 Hz camera for 2 s
+    frames = frames + np.where(np.arange(61) % 2, 0.004, -0.003)  # jitter
+    joints = 9.95 + np.arange(0, 215) / 100  # 100 Hz, starts before the camera
+    commands = 10.05 + np.arange(0, 100) / 50  # 50 Hz teleop, starts 50 ms after the camera
+    a = _aligned(frames, joints, commands, rate=10.0, slop=0.02)
+    # First frame from which all streams cover a row: t >= commands[0] - 0.1 is frame 0.
+    assert a.times[0] == frames[0]
+    np.testing.assert_allclose(np.diff(a.times), 0.1, atol=1e-9)
+    np.testing.assert_allclose(a.action_times, a.times + 0.1, atol=1e-12)
+    # Ends where the commands stop: the last row's action time is within the command stream.
+    assert a.action_times[-1] <= commands[-1] < a.action_times[-1] + 0.1
+    for k, t in enumerate(a.times):
+        assert a.frames[k] == int(np.argmin(np.abs(frames - t)))
+        assert a.joints[k] == int(np.argmin(np.abs(joints - frames[a.frames[k]])))
+
+
+def test_when_markers_given_expect_rows_only_between_them():
+    frames = np.arange(0, 91) / 30
+    joints = np.arange(0, 301) / 100
+    a = _aligned(frames, joints, joints, rate=10.0, slop=0.02, start=1.0, end=2.0)
+    assert a.times[0] >= 1.0 and a.times[-1] <= 2.0
+    assert len(a.times) == 11
+
+
+def test_when_camera_has_a_gap_expect_error_naming_the_time():
+    frames = np.concatenate([np.arange(0, 30) / 30, 1.5 + np.arange(0, 30) / 30])
+    joints = np.arange(0, 301) / 100
+    with pytest.raises(ValueError, match=r"camera gap: no frame within 0.050 s of 1.1"):
+        _aligned(frames, joints, joints, rate=10.0, slop=0.02)
+
+
+def test_when_joint_states_pause_expect_error_naming_the_frame():
+    frames = np.arange(0, 61) / 30
+    joints = np.concatenate([np.arange(0, 100) / 100, 1.2 + np.arange(0, 80) / 100])
+    with pytest.raises(ValueError, match=r"no joint state within slop 0.02 s of the frame at 1.1"):
+        _aligned(frames, joints, joints, rate=10.0, slop=0.02)
+
+
+def test_when_streams_do_not_overlap_expect_no_row_error():
+    with pytest.raises(ValueError, match="no row fits"):
+        _aligned([0.0, 0.1], [5.0, 5.1], [5.0, 5.1], rate=10.0, slop=0.02)
+    with pytest.raises(ValueError, match="command stream is empty"):
+        _aligned([0.0, 0.1], [0.0, 0.1], [], rate=10.0, slop=0.02)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        _aligned([0.1, 0.0], [0.0, 0.1], [0.0, 0.1], rate=10.0, slop=0.02)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 
@@ -383,3 +384,61 @@ def test_when_normaliser_input_is_bad_expect_value_error_naming_it(call, arg, ma
 def test_when_action_dim_is_below_real_dims_expect_value_error():
     with pytest.raises(ValueError, match="action_dim 3 is smaller than the 4 real action dims"):
         ActionNormalizer(STATS, 3)
+
+
+# ---------------------------------------------------------------- camera messages and ranges (datasets)
+
+from dit4dit_policy.preprocessing import decode_compressed_image, images_to_rgb, raw_image_array  # noqa: E402
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_when_converting_to_rgb_expect_the_pixels_images_to_model_resizes(encoding):
+    rng = np.random.default_rng(8)
+    channels = {"rgba8": 4, "bgra8": 4, "mono8": 1}.get(encoding, 3)
+    frames = rng.integers(0, 256, (2, 6, 10, channels), dtype=np.uint8)
+    rgb = images_to_rgb(frames, encoding)
+    assert rgb.shape == (2, 6, 10, 3) and rgb.dtype == np.uint8
+    torch.testing.assert_close(images_to_model(rgb, "rgb8", 4), images_to_model(frames, encoding, 4), atol=0, rtol=0)
+    if encoding == "bgr8":
+        np.testing.assert_array_equal(rgb, frames[..., ::-1])
+
+
+def test_when_raw_image_rows_are_padded_expect_the_padding_dropped():
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    padded = np.concatenate([rgb.reshape(2, 9), np.full((2, 3), 255, np.uint8)], axis=1)
+    np.testing.assert_array_equal(raw_image_array(padded.tobytes(), 2, 3, 12, "rgb8"), rgb)
+    mono = raw_image_array(bytes(range(8)), 2, 3, 4, "mono8")
+    assert mono.shape == (2, 3, 1) and mono[1, :, 0].tolist() == [4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    "data,height,width,step,encoding,match",
+    [
+        (b"\0" * 17, 2, 3, 9, "rgb8", "needs 18 bytes"),
+        (b"\0" * 16, 2, 3, 8, "rgb8", "step >= 9"),
+        (b"\0" * 4, 2, 2, 4, "16UC1", "unknown image encoding '16UC1'"),
+    ],
+)
+def test_when_raw_image_fields_disagree_expect_error_naming_them(data, height, width, step, encoding, match):
+    with pytest.raises(ValueError, match=match):
+        raw_image_array(data, height, width, step, encoding)
+
+
+def test_when_png_compressed_expect_the_same_rgb_pixels_and_garbage_refused():
+    from PIL import Image
+
+    rgb = np.random.default_rng(9).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    np.testing.assert_array_equal(decode_compressed_image(buffer.getvalue()), rgb)
+    with pytest.raises(ValueError, match="cannot decode compressed image"):
+        decode_compressed_image(b"not an image")
+
+
+def test_when_stats_from_a_range_expect_compute_on_the_same_data():
+    actions = np.array([[1.0, 0.7, -2.0], [3.0, 0.7, 5.0]])
+    assert NormStats.from_range(actions.min(axis=0), actions.max(axis=0)) == NormStats.compute(actions)
+    with pytest.raises(ValueError, match=r"below action_min in dim\(s\) \[1\]"):
+        NormStats.from_range([0.0, 1.0], [1.0, 0.5])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        NormStats.from_range([0.0, float("nan")], [1.0, 1.0])
