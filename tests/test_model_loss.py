@@ -158,3 +158,59 @@ def test_when_tiny_model_trains_on_a_fixed_batch_expect_action_loss_to_fall_tenf
         if parts.action.item() < first / 10:
             break
     assert parts.action.item() < first / 10, f"action loss went {first:.3f} -> {parts.action.item():.3f}"
+
+
+def with_dropout(cfg, p=0.2):
+    return dataclasses.replace(cfg, action_dit=dataclasses.replace(cfg.action_dit, dropout=p))
+
+
+def pick(batch, rows):
+    return TrainBatch(
+        frames=batch.frames[rows],
+        state=batch.state[rows],
+        actions=batch.actions[rows],
+        action_mask=batch.action_mask[rows],
+        text=batch.text[rows],
+    )
+
+
+def test_when_sample_seeds_given_expect_each_samples_loss_independent_of_its_batch(cfg):
+    # Dropout on, so that its masks are covered too: the batch's loss must be the mean of its
+    # samples' losses computed alone, as a data-parallel split of the batch would compute them.
+    model, batch = model_for(with_dropout(cfg)), make_batch(cfg, batch=3)
+    seeds = [11, 12, 13]
+    whole = compute_loss(model, batch, sample_seeds=seeds)
+    alone = [compute_loss(model, pick(batch, [i]), sample_seeds=[s]) for i, s in enumerate(seeds)]
+    torch.testing.assert_close(whole.action, torch.stack([p.action for p in alone]).mean())
+    torch.testing.assert_close(whole.video, torch.stack([p.video for p in alone]).mean())
+    reordered = compute_loss(model, pick(batch, [2, 0, 1]), sample_seeds=[13, 11, 12])
+    torch.testing.assert_close(reordered.total, whole.total)
+
+
+def test_when_dropout_active_expect_sample_seeds_to_draw_its_masks(cfg):
+    model, batch = model_for(with_dropout(cfg)), make_batch(cfg)
+    train = compute_loss(model, batch, sample_seeds=[1, 2])
+    assert compute_loss(model, batch, sample_seeds=[1, 2]).action.item() == train.action.item()
+    model.eval()
+    assert compute_loss(model, batch, sample_seeds=[1, 2]).action.item() != train.action.item()
+    model.train()
+    # The dropout layers are back in train mode (drawing from the global RNG) after the call.
+    assert compute_loss(model, batch, generator=torch.Generator().manual_seed(0)).action.item() != (
+        compute_loss(model, batch, generator=torch.Generator().manual_seed(0)).action.item()
+    )
+
+
+def test_when_loss_computed_expect_action_entries_to_count_masked_entries_of_every_draw(cfg):
+    batch = make_batch(cfg)
+    mask = batch.action_mask.clone()
+    mask[1, 5:] = 0.0  # the chunk ran past the episode's end
+    parts = compute_loss(model_for(cfg), dataclasses.replace(batch, action_mask=mask), sample_seeds=[0, 1])
+    assert parts.action_entries.item() == mask.sum().item() * cfg.training.action_noise_draws
+
+
+def test_when_sample_seeds_misused_expect_clear_error(cfg):
+    model, batch = model_for(cfg), make_batch(cfg)
+    with pytest.raises(ValueError, match="one seed per sample"):
+        compute_loss(model, batch, sample_seeds=[1])
+    with pytest.raises(ValueError, match="either generator or sample_seeds"):
+        compute_loss(model, batch, sample_seeds=[1, 2], generator=torch.Generator())

@@ -7,14 +7,21 @@
 - Action: each sample's video features serve `action_noise_draws` independent (noise, tau_a)
   draws, tau_a = s / 0.999 with s ~ Beta(1.5, 1); masked MSE of the predicted velocity.
 - Total: L = L_action + video_loss_weight * L_video.
+
+Randomness: either one generator for the whole batch, or one seed per sample (`sample_seeds`), so
+that each sample's draws (noise, timesteps, dropout masks) depend on the sample alone, not on
+which batch or process it lands in: data-parallel training then computes what one process would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from functools import partial
 
 import torch
+from torch import nn
 
 from dit4dit_policy.model.config import ModelConfig
 from dit4dit_policy.model.dit4dit import DiT4DiT
@@ -64,6 +71,51 @@ class LossParts:
     total: torch.Tensor  # what to backpropagate
     action: torch.Tensor
     video: torch.Tensor
+    # Entries (noise draw x chunk step x action dim) the action loss averages over: a trainer that
+    # splits a batch over processes rescales by local / global entries to get the batch's mean.
+    action_entries: torch.Tensor
+
+
+@dataclass(frozen=True)
+class LossNoise:
+    """Every random draw of one loss evaluation except dropout, in the order they are drawn."""
+
+    tau_video: torch.Tensor  # [B] flow time of the video loss
+    video: torch.Tensor  # [B, C, T_latent - 1, h, w] noise of the video loss
+    extract: torch.Tensor  # [B, C, T_latent - 1, h, w] future latents of the extraction pass
+    tau_action: torch.Tensor  # [B * draws] flow time of the action loss, draws of a sample adjacent
+    action: torch.Tensor  # [B * draws, H, action.dim] noise of the action loss
+
+    @classmethod
+    def draw(
+        cls,
+        cfg: ModelConfig,
+        batch: int,
+        *,
+        generator: torch.Generator | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> LossNoise:
+        c, _, h, w = cfg.latent_shape
+        latent = (batch, c, cfg.future_latent_frames, h, w)
+        t, n = cfg.training, batch * cfg.training.action_noise_draws
+        return cls(
+            tau_video=torch.rand(batch, generator=generator, device=device),
+            video=torch.randn(latent, generator=generator, device=device, dtype=dtype),
+            extract=torch.randn(latent, generator=generator, device=device, dtype=dtype),
+            tau_action=sample_action_tau(n, t.action_tau_alpha, t.action_tau_scale, generator=generator, device=device),
+            action=torch.randn(
+                (n, cfg.action.horizon, cfg.action.dim), generator=generator, device=device, dtype=dtype
+            ),
+        )
+
+    @classmethod
+    def per_sample(
+        cls, cfg: ModelConfig, generators: Sequence[torch.Generator], *, device: torch.device, dtype: torch.dtype
+    ) -> LossNoise:
+        """Sample i's draws come from generators[i] alone."""
+        parts = [cls.draw(cfg, 1, generator=g, device=device, dtype=dtype) for g in generators]
+        return cls(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
 
 def compute_loss(
@@ -72,11 +124,17 @@ def compute_loss(
     *,
     text_encoder: TextEncoder | None = None,
     generator: torch.Generator | None = None,
+    sample_seeds: Sequence[int] | None = None,
 ) -> LossParts:
     """The training loss of one batch. `text_encoder` is needed when `batch.text` holds strings.
-    `generator` (on the model's device) drives the noise and timestep draws; dropout (the action
-    DiT's, in train mode) draws from torch's global RNG instead, so seed that too
-    (`torch.manual_seed`) for reproducible training."""
+
+    Randomness, one of:
+    - `generator` (on the model's device; torch's global RNG when None) drives the noise and
+      timestep draws of the whole batch; dropout (the action DiT's, in train mode) draws from
+      torch's global RNG, so seed that too (`torch.manual_seed`) for reproducible training;
+    - `sample_seeds`, one int per sample: a generator per sample draws that sample's noise,
+      timesteps and dropout masks, so the result is the same however samples are batched.
+    """
     cfg = model.cfg
     batch.check(cfg)
     device, dtype = batch.frames.device, model.video.latents_mean.dtype
@@ -87,25 +145,37 @@ def compute_loss(
     else:
         text = text_encoder.encode(list(batch.text))
     text = text.to(device=device, dtype=dtype)
+    b = batch.frames.shape[0]
 
+    if sample_seeds is None:
+        noise = LossNoise.draw(cfg, b, generator=generator, device=device, dtype=dtype)
+        return _loss(model, batch, text, noise)
+    if generator is not None:
+        raise ValueError("pass either generator or sample_seeds, not both")
+    seeds = list(sample_seeds)
+    if len(seeds) != b:
+        raise ValueError(f"sample_seeds must hold one seed per sample ({b}), got {len(seeds)}")
+    generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    noise = LossNoise.per_sample(cfg, generators, device=device, dtype=dtype)
+    with per_sample_dropout(model, generators):
+        return _loss(model, batch, text, noise)
+
+
+def _loss(model: DiT4DiT, batch: TrainBatch, text: torch.Tensor, noise: LossNoise) -> LossParts:
+    cfg = model.cfg
+    dtype = model.video.latents_mean.dtype
     latents = model.video.encode(batch.frames.to(dtype).transpose(1, 2))  # VAE frozen, no grad
     cond, x0 = latents[:, :, :1], latents[:, :, 1:]
-    b = latents.shape[0]
-
-    def randn(shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
     # Video flow matching on the future latents.
-    tau_v = torch.rand(b, generator=generator, device=device)
-    noise_v = randn(tuple(x0.shape))
-    noisy = torch.cat([cond, interpolate(x0, noise_v, tau_v)], dim=2)
-    pred_v = model.video.velocity(noisy, tau_v, text)
-    target_v = torch.cat([torch.zeros_like(cond), velocity_target(x0, noise_v)], dim=2)
+    noisy = torch.cat([cond, interpolate(x0, noise.video, noise.tau_video)], dim=2)
+    pred_v = model.video.velocity(noisy, noise.tau_video, text)
+    target_v = torch.cat([torch.zeros_like(cond), velocity_target(x0, noise.video)], dim=2)
     loss_video = video_flow_loss(pred_v, target_v)
 
     # Features at the fixed extraction sigma: a separate pass, no gradient into the video DiT.
     with torch.no_grad():
-        future = interpolate(x0, randn(tuple(x0.shape)), cfg.video.extract_sigma)
+        future = interpolate(x0, noise.extract, cfg.video.extract_sigma)
         tokens = model.features(cond, future, model.video.project_text(text))
 
     # Action flow matching: `draws` (noise, tau) pairs per sample share its features, and so its
@@ -116,10 +186,39 @@ def compute_loss(
     state_token = model.action.encode_state(batch.state.to(dtype)).repeat_interleave(draws, dim=0)
     x0_a = batch.actions.to(dtype).repeat_interleave(draws, dim=0)
     mask = batch.action_mask.repeat_interleave(draws, dim=0)
-    t = cfg.training
-    tau_a = sample_action_tau(b * draws, t.action_tau_alpha, t.action_tau_scale, generator=generator, device=device)
-    noise_a = randn(tuple(x0_a.shape))
+    tau_a, noise_a = noise.tau_action, noise.action
     pred_a = model.action.denoise(interpolate(x0_a, noise_a, tau_a), tau_a, state_token, keys, values)
     loss_action = action_flow_loss(pred_a, velocity_target(x0_a, noise_a), mask)
 
-    return LossParts(total=loss_action + t.video_loss_weight * loss_video, action=loss_action, video=loss_video)
+    total = loss_action + cfg.training.video_loss_weight * loss_video
+    return LossParts(total=total, action=loss_action, video=loss_video, action_entries=mask.sum())
+
+
+@contextmanager
+def per_sample_dropout(model: nn.Module, generators: Sequence[torch.Generator]) -> Iterator[None]:
+    """Within the block, every active dropout layer of `model` draws the mask rows of sample i from
+    generators[i] (the rows of a sample are adjacent: its action noise draws). The layers are put
+    in eval mode (no draw from the global RNG) and a forward hook applies the per-sample mask.
+    Not for layers under activation checkpointing: a recomputed forward would draw new masks (the
+    only dropout with p > 0 is the action DiT's, which is not checkpointed)."""
+    active = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.training and m.p > 0]
+    handles = []
+    try:
+        for m in active:
+            m.train(False)
+            handles.append(m.register_forward_hook(partial(_sample_dropout, generators=generators)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for m in active:
+            m.train(True)
+
+
+def _sample_dropout(module: nn.Dropout, args: tuple, _output: torch.Tensor, generators) -> torch.Tensor:
+    x = args[0]
+    if x.shape[0] % len(generators):
+        raise RuntimeError(f"dropout input of {x.shape[0]} rows cannot be split over {len(generators)} samples")
+    rows = x.shape[0] // len(generators)
+    keep = torch.cat([torch.rand((rows, *x.shape[1:]), generator=g, device=x.device) >= module.p for g in generators])
+    return x * keep.to(x.dtype) / (1 - module.p)
