@@ -27,6 +27,18 @@ def test_when_export_run_twice_expect_artefacts_then_refusal_then_force(tmp_path
     assert not (folder / "stale").exists() and (folder / "trunk.onnx").is_file()
 
 
+def test_when_bench_finds_an_export_altered_since_expect_exit_2_naming_the_file(tmp_path, capsys):
+    checkpoint = random_checkpoint("tiny", tmp_path / "checkpoint")
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx"]) == 0
+    weights = export_dir(checkpoint, "onnx", "fp32") / "denoiser.onnx.data"
+    weights.write_bytes(weights.read_bytes()[:-4])  # cut short, as by an interrupted copy
+    capsys.readouterr()
+    args = ["bench", "--checkpoint", str(checkpoint), "--backend", "onnx", "--runs", "1", "--warmup", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{weights} has sha256" in err and "re-export with `dit4dit export" in err
+
+
 def test_when_bench_without_checkpoint_expect_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = ["bench", "--preset", "tiny", "--backend", "torch,onnx", "--runs", "3", "--warmup", "1", "--json", str(out)]

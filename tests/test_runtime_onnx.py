@@ -1,4 +1,5 @@
-"""Runtimes: ONNX Runtime and compiled torch give torch eager's actions; exports serve only their checkpoint."""
+"""Runtimes: ONNX Runtime and compiled torch give torch eager's actions; exports serve only their checkpoint,
+at their precision, from the files they were written with."""
 
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ import torch
 
 from dit4dit_policy.model import ChunkNoise
 from dit4dit_policy.runtime import checkpoint_sha256, export, export_dir, open_runtime, read_manifest
+from dit4dit_policy.runtime.artifacts import file_sha256
 from dit4dit_policy.runtime.bench import random_checkpoint
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 PARITY = 1e-3  # max |difference| of actions in robot units
+# fp16 keeps 11 significant bits: one unit in the last place is 4.9e-4 for actions in [0.5, 1).
+# ONNX Runtime and torch run the same fp16 graph with other kernels (summation order, fused ops),
+# so their actions differ by a few such units; against fp32, by fp16's rounding through the graphs
+# (measured on tiny: 4.9e-4 and 8.7e-4).
+PARITY_FP16 = 2e-3
+PARITY_FP16_VS_FP32 = 4e-3
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +71,15 @@ def test_when_timed_expect_every_stage_and_a_total_covering_them(exported):
     assert not runtime.inference.times.enabled  # timing is switched off again afterwards
 
 
-def test_when_exported_expect_manifest_names_graphs_shapes_versions_and_hash(exported):
-    manifest = read_manifest(export_dir(exported, "onnx", "fp32"))
+def test_when_exported_expect_manifest_names_graphs_shapes_versions_and_hashes(exported):
+    folder = export_dir(exported, "onnx", "fp32")
+    manifest = read_manifest(folder)
     assert manifest.checkpoint_sha256 == checkpoint_sha256(exported)
+    assert manifest.config_sha256 == file_sha256(exported / "config.yaml")
+    for name, graph in manifest.graphs.items():
+        # The graph and the external-data file its weights are in, each with its own hash.
+        assert sorted(graph.sha256) == [f"{name}.onnx", f"{name}.onnx.data"]
+        assert all(digest == file_sha256(folder / file) for file, digest in graph.sha256.items())
     assert (manifest.format, manifest.precision, manifest.preset, manifest.batch_size) == ("onnx", "fp32", "tiny", 1)
     trunk, denoiser = manifest.graphs["trunk"], manifest.graphs["denoiser"]
     assert [t.name for t in trunk.inputs] == ["cond_latent", "future", "context"]
@@ -90,15 +104,73 @@ def test_when_export_belongs_to_other_weights_expect_refusal_naming_both_hashes(
     assert checkpoint_sha256(exported) in str(error.value) and checkpoint_sha256(other) in str(error.value)
 
 
-def test_when_manifest_is_damaged_expect_error_naming_the_file(exported, tmp_path):
+def copied(checkpoint, tmp_path):
+    """A copy of the checkpoint and its exports, to damage."""
     copy = tmp_path / "checkpoint"
-    shutil.copytree(exported, copy)
+    shutil.copytree(checkpoint, copy)
+    return copy
+
+
+def test_when_manifest_is_damaged_expect_error_naming_the_file(exported, tmp_path):
+    copy = copied(exported, tmp_path)
     path = export_dir(copy, "onnx", "fp32") / "manifest.json"
     data = json.loads(path.read_text())
     del data["graphs"]["denoiser"]
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="lists graphs"):
         open_runtime("onnx", copy)
+
+
+def test_when_manifest_predates_file_hashes_expect_refusal_saying_re_export(exported, tmp_path):
+    copy = copied(exported, tmp_path)
+    path = export_dir(copy, "onnx", "fp32") / "manifest.json"
+    data = json.loads(path.read_text())
+    del data["schema"], data["config_sha256"]
+    for graph in data["graphs"].values():
+        del graph["sha256"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"manifest schema 1, this dit4dit reads schema 2 .*re-export"):
+        open_runtime("onnx", copy)
+
+
+@pytest.mark.parametrize("file", ["denoiser.onnx", "trunk.onnx.data"])
+def test_when_a_graph_file_is_altered_expect_refusal_naming_it(exported, tmp_path, file):
+    copy = copied(exported, tmp_path)
+    path = export_dir(copy, "onnx", "fp32") / file
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit, as a failing disk or copy leaves, which loading may not notice
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=rf"{file} has sha256 .* replaced or damaged after export; re-export"):
+        open_runtime("onnx", copy)
+
+
+def test_when_a_graph_is_replaced_by_another_expect_refusal_naming_it(exported, tmp_path):
+    folder = export_dir(copied(exported, tmp_path), "onnx", "fp32")
+    shutil.copy(folder / "trunk.onnx", folder / "denoiser.onnx")
+    with pytest.raises(ValueError, match="denoiser.onnx has sha256"):
+        open_runtime("onnx", folder.parent.parent)
+
+
+def test_when_external_data_is_missing_expect_error_naming_it(exported, tmp_path):
+    copy = copied(exported, tmp_path)
+    (export_dir(copy, "onnx", "fp32") / "denoiser.onnx.data").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks denoiser.onnx.data"):
+        open_runtime("onnx", copy)
+
+
+def test_when_checkpoint_config_changed_after_export_expect_refusal_naming_it(exported, tmp_path):
+    copy = copied(exported, tmp_path)
+    with (copy / "config.yaml").open("a") as f:
+        f.write("# edited after the export\n")
+    with pytest.raises(ValueError, match=r"made from config.yaml with sha256 .*re-export"):
+        open_runtime("onnx", copy)
+
+
+def test_when_export_of_other_precision_is_in_the_asked_folder_expect_refusal_naming_both(exported, tmp_path):
+    copy = copied(exported, tmp_path)
+    export_dir(copy, "onnx", "fp32").rename(export_dir(copy, "onnx", "fp16"))
+    with pytest.raises(ValueError, match="holds a onnx fp32 export, but onnx fp16 was asked for"):
+        open_runtime("onnx", copy, precision="fp16")
 
 
 def test_when_no_export_expect_error_saying_how_to_make_one(tmp_path):
@@ -131,3 +203,25 @@ def test_when_compiled_on_cpu_expect_torch_eager_actions(exported):
     for frame, q, noise in queries(eager.cfg, 2):
         want = eager.infer(frame, q, "pick up the cup", noise)
         assert np.abs(compiled.infer(frame, q, "pick up the cup", noise) - want).max() < PARITY
+
+
+@pytest.mark.slow
+def test_when_onnx_runtime_serves_an_fp16_export_on_cpu_expect_torch_actions_within_fp16_rounding(exported, tmp_path):
+    checkpoint = copied(exported, tmp_path)
+    export(checkpoint, "onnx", "fp16")
+    manifest = read_manifest(export_dir(checkpoint, "onnx", "fp16"))
+    assert manifest.precision == "fp16"
+    dtypes = {t.name: t.dtype for g in manifest.graphs.values() for t in (*g.inputs, *g.outputs)}
+    assert dtypes.pop("tau") == "float32" and set(dtypes.values()) == {"float16"}
+    fp32, fp16 = open_runtime("torch", checkpoint), open_runtime("torch", checkpoint, precision="fp16")
+    onnx = open_runtime("onnx", checkpoint, precision="fp16")
+    assert onnx.dtype == torch.float16
+    for frame, q, noise in queries(fp32.cfg, 3):
+        want32, want16 = fp32.infer(frame, q, "pick up the cup", noise), fp16.infer(frame, q, "pick up the cup", noise)
+        got = onnx.infer(frame, q, "pick up the cup", noise)
+        # Most actions are inside the clipped range, so the comparison is not of clipped bounds.
+        assert (np.abs(want32) < 0.99).mean() > 0.5
+        assert np.abs(got - want16).max() < PARITY_FP16
+        assert np.abs(got - want32).max() < PARITY_FP16_VS_FP32
+    other = fp32.infer(frame, q, "pick up the cup", ChunkNoise.draw(fp32.cfg, generator=torch.Generator()))
+    assert np.abs(other - want32).max() > PARITY_FP16_VS_FP32

@@ -28,6 +28,7 @@ from dit4dit_policy.periodic import PeriodicThread
 from dit4dit_policy.policy.config import PolicyConfig
 from dit4dit_policy.policy.controller import Command, PolicyController
 from dit4dit_policy.policy.serving import ObservationPolicy
+from dit4dit_policy.policy.sync import Observation
 from dit4dit_policy.policy.worker import InferenceWorker
 from dit4dit_policy.runtime.runtime import open_runtime
 
@@ -78,7 +79,7 @@ class PolicyNode(Node):
             )
         self.config = PolicyConfig.from_mapping({name: p[name] for name in PolicyConfig.__dataclass_fields__})
         self.policy = ObservationPolicy(runtime, p["instruction"])
-        self.worker = InferenceWorker(self.policy, self.config.latency_budget)
+        self.worker = InferenceWorker(self._infer, self.config.latency_budget)
         self.controller = PolicyController(self.config, self.worker)
 
         self._cmd_pub = self.create_publisher(JointState, p["topics.joint_command"], 10)
@@ -87,15 +88,16 @@ class PolicyNode(Node):
         if p["image_transport"] == "raw":
             self.create_subscription(Image, p["topics.image"], self._on_image, qos_profile_sensor_data)
         elif p["image_transport"] == "compressed":
-            self.create_subscription(
-                CompressedImage, p["topics.image"], self._on_compressed, qos_profile_sensor_data
-            )
+            self.create_subscription(CompressedImage, p["topics.image"], self._on_compressed, qos_profile_sensor_data)
         else:
             raise ValueError(f"image_transport must be raw or compressed, got {p['image_transport']!r}")
         self.create_subscription(JointState, p["topics.joint_states"], self._on_joints, 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(String, p["topics.instruction"], self._on_instruction, latched)
         self.create_timer(1.0 / p["status_rate"], self._publish_status)
+        # Triggered by the worker after each inference; the executor then publishes the chunk, so
+        # that the control tick never spends its period building and sending a trajectory.
+        self._chunk_ready = self.create_guard_condition(self._publish_chunk)
         self._last_reason: str | None = "starting"
         self._last_chunk_stamp: float | None = None
         self._overruns = 0
@@ -156,6 +158,12 @@ class PolicyNode(Node):
         self.policy.instruction = msg.data
         self.get_logger().info(f"instruction: {msg.data!r}")
 
+    # Inference (the worker's thread) -----------------------------------------------------------
+    def _infer(self, obs: Observation) -> np.ndarray:
+        chunk = self.policy(obs)
+        self._chunk_ready.trigger()
+        return chunk
+
     # Control tick (its own thread: never waits for the executor or the model) -----------------
     def _tick(self, _monotonic: float) -> None:
         now = self.get_clock().now()
@@ -175,7 +183,6 @@ class PolicyNode(Node):
             else:
                 self.get_logger().warning(f"not publishing: {reason}")
             self._last_reason = reason
-        self._publish_chunk()
 
     def _publish_chunk(self) -> None:
         latest = self.policy.latest_chunk()

@@ -2,9 +2,10 @@
 
 An export lives next to its checkpoint, in `DIR/export/<format>-<precision>/`, with
 `manifest.json` naming every graph's file, input/output names, shapes and dtypes, the precision,
-the library versions, and the sha256 of the checkpoint's weights. A runtime serves an export only
-for the checkpoint whose hash it records: weights retrained in place would otherwise be served by
-stale graphs without a word.
+the library versions, the sha256 of the checkpoint's weights and config.yaml, and the sha256 of
+every file each graph loads. A runtime serves an export only at the precision it asks for, for the
+checkpoint whose hashes it records, and from files whose hashes match: weights retrained in place,
+a changed preset, or a graph file replaced or cut short would otherwise be served without a word.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from dit4dit_policy.model.checkpoint import WEIGHTS
+from dit4dit_policy.model.checkpoint import CONFIG, WEIGHTS
 
 MANIFEST = "manifest.json"
+# 2: config and per-file hashes. Older manifests lack what a runtime now checks, so they are refused.
+SCHEMA = 2
 FORMATS = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 GRAPHS = ("trunk", "denoiser")  # the two export boundaries: VideoTrunk and ActionDenoiser
@@ -36,6 +39,7 @@ class GraphSpec:
     file: str  # relative to the export folder
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    sha256: dict[str, str]  # every file the graph loads (the graph or engine, external weights) -> its sha256
 
 
 @dataclass(frozen=True)
@@ -45,20 +49,30 @@ class Manifest:
     preset: str
     batch_size: int
     checkpoint_sha256: str
+    config_sha256: str
     graphs: dict[str, GraphSpec]
     versions: dict[str, str | None]
+    schema: int = SCHEMA
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict, source: str) -> Manifest:
+        if not isinstance(data, dict):
+            raise ValueError(f"{source} is not a valid export manifest: a {type(data).__name__}, not an object")
+        if data.get("schema", 1) != SCHEMA:
+            raise ValueError(
+                f"{source} has manifest schema {data.get('schema', 1)}, this dit4dit reads schema {SCHEMA} "
+                "(config and file hashes); re-export with `dit4dit export --force`"
+            )
         try:
             graphs = {
                 name: GraphSpec(
                     file=g["file"],
                     inputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in g["inputs"]),
                     outputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in g["outputs"]),
+                    sha256=dict(g["sha256"]),
                 )
                 for name, g in data["graphs"].items()
             }
@@ -68,6 +82,7 @@ class Manifest:
                 preset=data["preset"],
                 batch_size=int(data["batch_size"]),
                 checkpoint_sha256=data["checkpoint_sha256"],
+                config_sha256=data["config_sha256"],
                 graphs=graphs,
                 versions=dict(data["versions"]),
             )
@@ -77,6 +92,9 @@ class Manifest:
             raise ValueError(f"{source}: unknown format {manifest.format!r} or precision {manifest.precision!r}")
         if sorted(graphs) != sorted(GRAPHS):
             raise ValueError(f"{source} lists graphs {sorted(graphs)}; an export has exactly {list(GRAPHS)}")
+        unhashed = [name for name, g in graphs.items() if g.file not in g.sha256]
+        if unhashed:
+            raise ValueError(f"{source} records no sha256 of the file of graph(s) {unhashed}")
         return manifest
 
 
@@ -95,15 +113,29 @@ def check_format(fmt: str, precision: str) -> None:
         raise ValueError("precision bf16 is for --format tensorrt only; onnxruntime serves fp32 or fp16")
 
 
-def checkpoint_sha256(checkpoint: str | Path) -> str:
-    path = Path(checkpoint) / WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"{checkpoint} is not a checkpoint folder: no {WEIGHTS}")
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(1 << 24):
             digest.update(block)
     return digest.hexdigest()
+
+
+def checkpoint_sha256(checkpoint: str | Path) -> str:
+    """sha256 of the checkpoint's weights."""
+    return _checkpoint_file_sha256(checkpoint, WEIGHTS)
+
+
+def config_sha256(checkpoint: str | Path) -> str:
+    """sha256 of the checkpoint's config.yaml: the resolved preset the graphs were traced from."""
+    return _checkpoint_file_sha256(checkpoint, CONFIG)
+
+
+def _checkpoint_file_sha256(checkpoint: str | Path, name: str) -> str:
+    path = Path(checkpoint) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint folder: no {name}")
+    return file_sha256(path)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -130,15 +162,35 @@ def read_manifest(folder: str | Path) -> Manifest:
     return Manifest.from_dict(json.loads(path.read_text()), str(path))
 
 
-def load_matching_manifest(folder: str | Path, checkpoint: str | Path, fmt: str) -> Manifest:
-    """The manifest in `folder`, refused unless it is a `fmt` export of exactly this checkpoint."""
+def load_matching_manifest(folder: str | Path, checkpoint: str | Path, fmt: str, precision: str) -> Manifest:
+    """The manifest in `folder`, refused unless it is a `fmt` export at `precision` of exactly this
+    checkpoint (weights and config), with every graph file as it was written."""
+    folder = Path(folder)
     manifest = read_manifest(folder)
-    if manifest.format != fmt:
-        raise ValueError(f"{folder} holds a {manifest.format} export, not {fmt}")
-    actual = checkpoint_sha256(checkpoint)
-    if manifest.checkpoint_sha256 != actual:
+    again = f"re-export with `dit4dit export --checkpoint {checkpoint} --format {fmt} --precision {precision} --force`"
+    if (manifest.format, manifest.precision) != (fmt, precision):
         raise ValueError(
-            f"export {folder} was made from weights with sha256 {manifest.checkpoint_sha256}, but checkpoint "
-            f"{checkpoint} has sha256 {actual}; re-export with `dit4dit export --checkpoint {checkpoint} --force`"
+            f"{folder} holds a {manifest.format} {manifest.precision} export, but {fmt} {precision} was asked "
+            f"for; {again}"
         )
+    for what, recorded, actual in (
+        ("weights", manifest.checkpoint_sha256, checkpoint_sha256(checkpoint)),
+        (CONFIG, manifest.config_sha256, config_sha256(checkpoint)),
+    ):
+        if recorded != actual:
+            raise ValueError(
+                f"export {folder} was made from {what} with sha256 {recorded}, but the {what} of checkpoint "
+                f"{checkpoint} has sha256 {actual}; {again}"
+            )
+    for graph in manifest.graphs.values():
+        for name, recorded in graph.sha256.items():
+            path = folder / name
+            if not path.is_file():
+                raise FileNotFoundError(f"export {folder} lacks {name}, which its manifest lists; {again}")
+            actual = file_sha256(path)
+            if actual != recorded:
+                raise ValueError(
+                    f"{path} has sha256 {actual}, but the manifest records {recorded}: the file was replaced or "
+                    f"damaged after export; {again}"
+                )
     return manifest

@@ -11,7 +11,9 @@ from dit4dit_policy.runtime.artifacts import (
     Manifest,
     check_format,
     checkpoint_sha256,
+    config_sha256,
     export_dir,
+    file_sha256,
     library_versions,
     write_manifest,
 )
@@ -36,7 +38,7 @@ def export(
     target = export_dir(checkpoint, fmt, precision)
     if target.exists() and not force:
         raise FileExistsError(f"export {target} already exists; pass --force to replace it")
-    digest = checkpoint_sha256(checkpoint)
+    digest, config_digest = checkpoint_sha256(checkpoint), config_sha256(checkpoint)
     model, _ = load_checkpoint(checkpoint)
     model = model.to(TORCH_DTYPES[precision])
     with staged_folder(target) as staging:
@@ -52,6 +54,7 @@ def export(
                 preset=model.cfg.name,
                 batch_size=batch_size,
                 checkpoint_sha256=digest,
+                config_sha256=config_digest,
                 graphs=graphs,
                 versions=library_versions(),
             ),
@@ -66,5 +69,6 @@ def _export_tensorrt(model, folder: Path, batch_size: int):
     for name, spec in graphs.items():
         engine = folder / f"{name}.engine"
         build_engine(onnx_folder / spec.file, engine)
-        graphs[name] = replace(spec, file=engine.name)
+        # The engine holds its weights: it is the one file served.
+        graphs[name] = replace(spec, file=engine.name, sha256={engine.name: file_sha256(engine)})
     return graphs

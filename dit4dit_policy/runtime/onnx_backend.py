@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from dit4dit_policy.model import ActionDenoiser, DiT4DiT, VideoTrunk
-from dit4dit_policy.runtime.artifacts import GraphSpec, TensorSpec
+from dit4dit_policy.runtime.artifacts import GraphSpec, TensorSpec, file_sha256
 
 TRUNK_INPUTS = ("cond_latent", "future", "context")
 DENOISER_INPUTS = ("actions", "tau", "state_token", "keys", "values")
@@ -95,8 +95,25 @@ def export_onnx(model: DiT4DiT, folder: Path, batch_size: int = 1) -> dict[str, 
             file=path.name,
             inputs=tuple(_spec(n, t) for n, t in inputs.items()),
             outputs=(_spec(outputs[name], expected),),
+            sha256={f: file_sha256(folder / f) for f in (path.name, *external_data_files(path))},
         )
     return specs
+
+
+def external_data_files(path: Path) -> list[str]:
+    """The files, relative to its folder, that the ONNX graph at `path` keeps its weights in."""
+    import onnx  # only exports need it
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sorted(
+        {
+            entry.value
+            for tensor in graph.initializer
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+    )
 
 
 def _spec(name: str, t: torch.Tensor) -> TensorSpec:

@@ -74,7 +74,8 @@ def open_runtime(
 ) -> Runtime:
     """Serve `checkpoint` with `backend` (one of BACKENDS). `text_encoder` defaults to the one the
     checkpoint's preset describes. onnx and tensorrt read `checkpoint/export/<backend>-<precision>/`
-    (made by `dit4dit export`) and refuse an export of other weights."""
+    (made by `dit4dit export`) and refuse an export of other weights, another config or precision, or
+    with a graph file changed since."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if precision not in TORCH_DTYPES:
@@ -83,7 +84,7 @@ def open_runtime(
     manifest = None
     if backend in ("onnx", "tensorrt"):
         folder = export_dir(checkpoint, backend, precision)
-        manifest = load_matching_manifest(folder, checkpoint, backend)
+        manifest = load_matching_manifest(folder, checkpoint, backend, precision)
     model, stats = load_checkpoint(checkpoint, device=device)
     model = model.to(TORCH_DTYPES[precision])
     if text_encoder is None:

@@ -4,6 +4,9 @@ The network is strongly typed: every tensor keeps the type the ONNX graph gives 
 precision is chosen at ONNX export (the model cast to fp16/bf16 before exporting), not by builder
 flags. Shapes are static, so no optimisation profile is needed. An engine is tied to the GPU
 architecture and TensorRT version it was built with (the manifest records the version).
+
+The checks on an engine and its execution context (`check_engine_io`, `set_address`, `execute`)
+take any object with TensorRT's method names, so that they are tested without TensorRT or a GPU.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import torch
 from dit4dit_policy.runtime.artifacts import GraphSpec
 
 _WORKSPACE_BYTES = 8 << 30  # the builder's scratch memory for tactic selection
+# The dtypes an export's graphs have (torch names) as the names of TensorRT's DataType members.
+_TRT_DTYPES = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BF16"}
 
 
 def import_tensorrt():
@@ -68,10 +73,13 @@ class TrtGraph:
                 f"TensorRT could not load {path}: engines only load on the GPU architecture and TensorRT "
                 "version they were built with; re-export with --force on this machine"
             )
+        check_engine_io(self.engine, spec, path)
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise RuntimeError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")
         self.outputs = [torch.empty(t.shape, dtype=getattr(torch, t.dtype), device=device) for t in spec.outputs]
         for t, buffer in zip(spec.outputs, self.outputs, strict=True):
-            self.context.set_tensor_address(t.name, buffer.data_ptr())
+            set_address(self.context, t.name, buffer.data_ptr(), spec.file)
 
     def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
         inputs = []  # kept alive until the stream has used them
@@ -82,12 +90,51 @@ class TrtGraph:
                 )
             t = t.to(self.device, getattr(torch, t_spec.dtype)).contiguous()
             inputs.append(t)
-            self.context.set_tensor_address(t_spec.name, t.data_ptr())
+            set_address(self.context, t_spec.name, t.data_ptr(), self.spec.file)
         stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT failed to enqueue {self.spec.file}")
+        execute(self.context, stream.cuda_stream, self.spec.file)
         # The inputs may be temporaries freed when this returns; the caching allocator would
         # hand their memory out again before the engine has read it unless told of the stream.
         for t in inputs:
             t.record_stream(stream)
         return self.outputs[0]
+
+
+def check_engine_io(engine, spec: GraphSpec, source: Path) -> None:
+    """Refuse an engine (an ICudaEngine) whose I/O tensors are not the manifest's: the same names,
+    each with the same input/output mode, shape and dtype. The error names the first difference."""
+    want = {t.name: ("INPUT", t.shape, _TRT_DTYPES.get(t.dtype, t.dtype)) for t in spec.inputs}
+    want |= {t.name: ("OUTPUT", t.shape, _TRT_DTYPES.get(t.dtype, t.dtype)) for t in spec.outputs}
+    found = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        got = (
+            engine.get_tensor_mode(name).name,
+            tuple(engine.get_tensor_shape(name)),
+            engine.get_tensor_dtype(name).name,
+        )
+        if name not in want:
+            raise ValueError(f"{source}: engine has {got[0].lower()} tensor {name!r}, which the manifest does not list")
+        for what, engine_value, manifest_value in zip(("mode", "shape", "dtype"), got, want[name], strict=True):
+            if engine_value != manifest_value:
+                raise ValueError(
+                    f"{source}: tensor {name!r} has {what} {engine_value} in the engine, "
+                    f"{manifest_value} in the manifest"
+                )
+        found.append(name)
+    missing = [name for name in want if name not in found]
+    if missing:
+        raise ValueError(f"{source}: engine lacks tensor(s) {missing}, which the manifest lists")
+
+
+def set_address(context, name: str, address: int, source: str) -> None:
+    """`context.set_tensor_address`, which reports a refusal (unknown name, misaligned buffer) by
+    returning False: without this check the engine would read or write a stale buffer."""
+    if not context.set_tensor_address(name, address):
+        raise RuntimeError(f"TensorRT refused address {address:#x} for tensor {name!r} of {source} (see its log)")
+
+
+def execute(context, stream: int, source: str) -> None:
+    """`context.execute_async_v3` on the CUDA stream handle `stream`; False means nothing was enqueued."""
+    if not context.execute_async_v3(stream):
+        raise RuntimeError(f"TensorRT failed to enqueue {source} (see its log)")
