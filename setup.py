@@ -38,6 +38,7 @@ setup(
             "recorder = dit4dit_policy.nodes.recorder_node:main",
             "g1_sim = dit4dit_policy.nodes.sim_node:main",
             "sim_expert = dit4dit_policy.nodes.expert_node:main",
+            "bag_player = dit4dit_policy.nodes.bag_player_node:main",
         ],
     },
 )
