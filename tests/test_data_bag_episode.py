@@ -42,8 +42,8 @@ def test_when_reading_a_recording_expect_every_stream_as_recorded(tmp_path):
         cmd.select(["left_knee_joint"])
 
     assert episode.instructions == ((spec.start, "put the cup on the plate"),)
-    start, stop = episode.span()
-    assert (start, stop) == (episode.cameras[CAMERA].stamps[0], episode.cameras[CAMERA].stamps[-1])
+    assert [m["event"] for _, m in episode.markers] == ["start", "stop"]
+    assert [t for t, _ in episode.markers] == [episode.cameras[CAMERA].stamps[0], episode.cameras[CAMERA].stamps[-1]]
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "rgba8", "mono8", "png"])
@@ -142,7 +142,7 @@ def test_when_stamps_arrive_out_of_order_repeated_or_zero_expect_the_nodes_order
     assert episode.tasks_at([0.0, 0.5, 2.4, 2.5, 9.0]) == ["first task", "first task", "first task"] + [
         "later task"
     ] * 2
-    assert episode.span() == (-np.inf, np.inf)
+    assert episode.markers == ()
 
 
 def test_when_no_instruction_expect_the_metadata_task_or_an_error(tmp_path):

@@ -206,14 +206,6 @@ def test_when_aligning_expect_grid_on_a_frame_nearest_frames_paired_joints_and_n
         assert a.joints[k] == int(np.argmin(np.abs(joints - frames[a.frames[k]])))
 
 
-def test_when_markers_given_expect_rows_only_between_them():
-    frames = np.arange(0, 91) / 30
-    joints = np.arange(0, 301) / 100
-    a = _aligned(frames, joints, joints, rate=10.0, slop=0.02, start=1.0, end=2.0)
-    assert a.times[0] >= 1.0 and a.times[-1] <= 2.0
-    assert len(a.times) == 11
-
-
 def test_when_camera_has_a_gap_expect_error_naming_the_time():
     frames = np.concatenate([np.arange(0, 30) / 30, 1.5 + np.arange(0, 30) / 30])
     joints = np.arange(0, 301) / 100

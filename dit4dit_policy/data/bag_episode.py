@@ -4,7 +4,9 @@ Layout (the recorder's contract, `config/recorder.yaml`): `<root>/episode_NNNNNN
 (`metadata.yaml` + storage files) and `episode.json`. Topics: camera(s) as sensor_msgs/Image or
 CompressedImage, `/joint_states` (all joints), `/teleop/joint_command` (the operator's commanded
 targets: the action), `/dit4dit/instruction` (std_msgs/String, the task text) and
-`/recorder/episode` (std_msgs/String JSON markers {"event": "start"|"stop", ...}).
+`/recorder/episode` (std_msgs/String JSON markers {"event": "start"|"stop", ...}, the first and
+last message of a finished bag). The fields of episode.json are the recorder's
+(`dit4dit_policy.recording.episode`); this reader keeps them as written.
 
 Opening an episode reads everything except camera pixels; pixels are decoded on demand by
 `BagEpisode.images` in a second pass over the bag, since an episode's raw frames can take gigabytes.
@@ -16,7 +18,6 @@ message where the header stamp is all zero (as the bridge stamps such commands o
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -100,12 +101,6 @@ class BagEpisode:
     @property
     def name(self) -> str:
         return self.folder.name
-
-    def span(self) -> tuple[float, float]:
-        """(start, stop) from the recorder's episode markers; unbounded where a marker is absent."""
-        starts = [t for t, m in self.markers if m.get("event") == "start"]
-        stops = [t for t, m in self.markers if m.get("event") == "stop"]
-        return (starts[0] if starts else -math.inf, stops[-1] if stops else math.inf)
 
     def tasks_at(self, times: Sequence[float]) -> list[str]:
         """The instruction in force at each time: the newest one received by then, as the policy

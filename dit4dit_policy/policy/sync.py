@@ -209,8 +209,6 @@ def align_recording(
     command_stamps: Any,
     rate: float,
     slop: float,
-    start: float = -math.inf,
-    end: float = math.inf,
 ) -> Alignment:
     """Resample a recording (stamp-ordered, duplicate-free streams) onto a grid of `rate` Hz.
 
@@ -219,9 +217,9 @@ def align_recording(
     linearly: the chunk executor runs action k of a chunk inferred from an observation at t_obs at
     t_obs + (k + 1) / rate, so row k's action is the command for the next row's time, and rows
     k..k+H-1 form exactly the chunk the model is asked for at row k. The grid starts on the first
-    frame from which all streams cover a row and ends where one of them stops (or at `start` and
-    `end`, the recorder's episode markers). ValueError when a grid time has no frame within half a
-    period (a camera gap), a frame no joint state within `slop`, or no row fits.
+    frame from which all streams cover a row and ends where one of them stops. ValueError when a
+    grid time has no frame within half a period (a camera gap), a frame no joint state within
+    `slop`, or no row fits.
     """
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
         raise ValueError(f"rate must be a positive number of Hz, got {rate!r}")
@@ -237,14 +235,13 @@ def align_recording(
         streams[name] = s
     frames, joints, commands = streams["camera"], streams["joint state"], streams["command"]
     period = 1.0 / rate
-    lower = max(joints[0] - slop, commands[0] - period, start)
-    upper = min(frames[-1] + period / 2, joints[-1] + slop, commands[-1] - period, end)
+    lower = max(joints[0] - slop, commands[0] - period)
+    upper = min(frames[-1] + period / 2, joints[-1] + slop, commands[-1] - period)
     first = int(np.searchsorted(frames, lower, side="left"))
     if first == frames.size or frames[first] > upper:
         raise ValueError(
             f"no row fits: camera {frames[0]:.3f}..{frames[-1]:.3f} s, joint states {joints[0]:.3f}.."
-            f"{joints[-1]:.3f} s, commands {commands[0]:.3f}..{commands[-1]:.3f} s, episode "
-            f"{start:.3f}..{end:.3f} s"
+            f"{joints[-1]:.3f} s, commands {commands[0]:.3f}..{commands[-1]:.3f} s"
         )
     t0 = frames[first]
     count = int(math.floor((upper - t0) * rate)) + 1
