@@ -85,6 +85,14 @@ def _covering(spec: SyntheticEpisode, rate: float) -> np.ndarray:
     return spec.start - margin + np.arange(n) / rate
 
 
+def joint_stamps(spec: SyntheticEpisode) -> np.ndarray:
+    return _covering(spec, spec.joint_rate)
+
+
+def command_stamps(spec: SyntheticEpisode) -> np.ndarray:
+    return _covering(spec, spec.command_rate)
+
+
 def write_bag_episode(folder: str | Path, spec: SyntheticEpisode = SyntheticEpisode()) -> Path:
     """Write one episode folder (an MCAP rosbag2 + episode.json) the way the recorder lays it out."""
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -96,8 +104,8 @@ def write_bag_episode(folder: str | Path, spec: SyntheticEpisode = SyntheticEpis
     topics = BagTopics()
     joint_names = load_joint_table().names
     frames = camera_stamps(spec)
-    joints = _covering(spec, spec.joint_rate)
-    commands = _covering(spec, spec.command_rate)
+    joints = joint_stamps(spec)
+    commands = command_stamps(spec)
     q = joint_positions(joints, joint_names, spec.start)
     c = commanded(commands, spec.command_joints, spec.start)
 
