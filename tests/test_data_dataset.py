@@ -122,6 +122,29 @@ def test_when_opening_some_episodes_expect_the_whole_datasets_stats(converted):
         open_training_dataset(converted / "ds", CFG, episodes=[1, 7])
 
 
+def test_when_opened_again_in_one_process_expect_each_video_decoded_once(converted, monkeypatch):
+    from dit4dit_policy.data import dataset as module
+
+    decoded = []
+    original = module._decode_for_model
+    monkeypatch.setattr(
+        module, "_decode_for_model", lambda data, size: decoded.append(data.index) or original(data, size)
+    )
+    everything = open_training_dataset(converted / "ds", CFG)
+    train, val = (
+        open_training_dataset(converted / "ds", CFG, episodes=[0]),
+        open_training_dataset(converted / "ds", CFG, episodes=[1]),
+    )
+    assert sorted(decoded) == [0, 1]
+    torch.testing.assert_close(train[2]["frames"], everything[2]["frames"], atol=0, rtol=0)
+    assert len(val) == len(everything) - len(train)
+    train[2]["frames"].add_(1)  # a sample is the caller's to change
+    torch.testing.assert_close(train[2]["frames"], everything[2]["frames"], atol=0, rtol=0)
+    del everything, train, val
+    open_training_dataset(converted / "ds", CFG, episodes=[0])
+    assert sorted(decoded) == [0, 0, 1], "an episode no dataset holds any more is decoded afresh"
+
+
 def test_when_dataset_is_plain_lerobot_expect_the_same_samples(converted, dataset_copy):
     (dataset_copy / "meta" / "modality.json").unlink()
     (dataset_copy / "meta" / "stats.json").unlink()  # v2.1: episodes_stats.jsonl suffices

@@ -12,12 +12,14 @@ Sample at row r of an episode of N rows (cfg = the model's config):
 Frames go through `images_to_model`, the policy node's own preprocessing, once per episode when
 the dataset is opened: every episode's video is decoded and kept at the model's size as uint8
 ([N, 3, S, S], 3 S^2 bytes per row), so a sample costs indexing, not decoding. Decoding at open
-also means a damaged video stops the run before training starts. Opened before a DataLoader
-forks its workers, the frames are shared with them, not copied.
+also means a damaged video stops the run before training starts. Datasets opened in one process
+share decoded episodes, and a DataLoader's forked workers share them with the parent (read-only
+arrays: copy-on-write never copies them).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,7 @@ class TrainingDataset(torch.utils.data.Dataset):
         mask[: last - row + 1, : act.real_dim] = 1.0
         return {
             "frames": frames,
-            "state": torch.from_numpy(self._features[position][row]),
+            "state": torch.from_numpy(self._features[position][row].copy()),
             "actions": torch.from_numpy(self._actions[position][action_rows]),
             "action_mask": torch.from_numpy(mask),
             "text": self.meta.tasks[int(data.task_index[row])],
@@ -125,7 +127,24 @@ def open_training_dataset(
     return TrainingDataset(meta, layout, cfg, chosen)
 
 
+# Decoded episodes by (video file, its size and mtime, image size), held for as long as a dataset
+# uses them: a training run opens the whole dataset, then its training and validation subsets, and
+# decodes each video once.
+_decoded: weakref.WeakValueDictionary[tuple[str, int, int, int], np.ndarray] = weakref.WeakValueDictionary()
+
+
 def _model_frames(data: EpisodeData, size: int) -> np.ndarray:
+    stat = data.video.stat()
+    key = (str(data.video.resolve()), stat.st_size, stat.st_mtime_ns, size)
+    frames = _decoded.get(key)
+    if frames is None:
+        frames = _decode_for_model(data, size)
+        frames.flags.writeable = False  # shared between datasets
+        _decoded[key] = frames
+    return frames
+
+
+def _decode_for_model(data: EpisodeData, size: int) -> np.ndarray:
     """Decode an episode's video and preprocess it for the model, kept as uint8 [N, 3, S, S]."""
     out = np.empty((len(data), 3, size, size), dtype=np.uint8)
     count = 0
