@@ -118,6 +118,10 @@ class RecorderClient:
         tick = 1.0 / joint_hz
         start = time.monotonic()
         k = 0
+
+        def due(hz: float) -> bool:  # the first tick of each period of a slower stream (exact in floats)
+            return k == 0 or (k * hz) // joint_hz != ((k - 1) * hz) // joint_hz
+
         while time.monotonic() - start < seconds and not (stop and stop.is_set()):
             t = k * tick
             delay = start + t - time.monotonic()
@@ -125,10 +129,10 @@ class RecorderClient:
                 time.sleep(delay)
             self.joint_pub.publish(self.joints(k))
             sent[self.joint_pub.topic_name] += 1
-            if int(t * command_hz) != int((t - tick) * command_hz) or k == 0:
+            if due(command_hz):
                 self.command_pub.publish(self.joints(k))
                 sent[self.command_pub.topic_name] += 1
-            if int(t * camera_hz) != int((t - tick) * camera_hz) or k == 0:
+            if due(camera_hz):
                 frame.header.stamp = self.node.get_clock().now().to_msg()
                 for topic, pub in self.image_pubs.items():
                     pub.publish(frame)
