@@ -140,7 +140,16 @@ def test_when_an_episode_is_recorded_expect_what_was_published_in_its_bag_with_m
     assert client.stop(False).success
     assert read_episode(tmp_path / "out" / "episode_000001").success is False
 
+    # SIGTERM mid-episode: the bag is finished properly, the episode marked interrupted (no verdict).
+    assert client.start().message.endswith("episode_000002")
+    client.joint_pub.publish(client.joints(7))
+    wait_for(status_shows(client, {f"received.{JOINTS}": 1}), 20, "the joint state received")
     assert group.stop() == {"recorder": 0}
+    last = read_episode(tmp_path / "out" / "episode_000002")
+    assert (last.status, last.success, last.recovery) == ("interrupted", None, None)
+    messages = read_bag(tmp_path / "out" / "episode_000002")
+    assert [t for t, _, _ in messages] == [MARKER, INSTRUCTION, JOINTS, MARKER]
+    assert json.loads(messages[-1][2].data)["status"] == "interrupted"
     assert read_episode(folder) == info, "a finished episode changed after the recorder stopped"
 
 

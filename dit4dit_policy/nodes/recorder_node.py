@@ -190,7 +190,13 @@ class RecorderNode(Node):
             response.message = "not recording"
             return response
         episode, self.episode = self.episode, None
-        info = episode.close(success=request.data, end_ns=self.get_clock().now().nanoseconds)
+        try:
+            info = episode.close(success=request.data, end_ns=self.get_clock().now().nanoseconds)
+        except (OSError, ValueError) as e:
+            response.success = False
+            response.message = f"episode {episode.info.episode}: could not finish {episode.folder}: {e}"
+            self.get_logger().error(f"{response.message}; the next start-up recovers it")
+            return response
         self.episodes_recorded += 1
         self._marker_pub.publish(String(data=marker("stop", info)))
         counts = {topic: entry["messages"] for topic, entry in info.topics.items()}
@@ -259,10 +265,16 @@ class RecorderNode(Node):
 
     def stop(self) -> None:
         """On shutdown: the episode in progress is finished as "interrupted" (the operator gave no verdict)."""
-        if self.episode is not None:
-            episode, self.episode = self.episode, None
-            info = episode.close(success=None, end_ns=self.get_clock().now().nanoseconds, status="interrupted")
-            self.get_logger().warning(f"shutting down: episode {info.episode} kept as interrupted in {episode.folder}")
+        if self.episode is None:
+            return
+        episode, self.episode = self.episode, None
+        log = self.get_logger()
+        try:
+            episode.close(success=None, end_ns=self.get_clock().now().nanoseconds, status="interrupted")
+        except (OSError, ValueError) as e:
+            log.error(f"shutting down: could not finish {episode.folder} ({e}); the next start-up recovers it")
+            return
+        log.warning(f"shutting down: episode {episode.info.episode} kept as interrupted in {episode.folder}")
 
 
 def main(args: list[str] | None = None) -> int:

@@ -5,6 +5,10 @@ What a crash or kill can lose: rosbags closes an MCAP chunk once it holds 1 MiB;
 is handed to the operating system at once, and at least every `flush_period` seconds the pending
 chunk is closed too and the file fsync'ed. `recover_episode` makes such a file readable up to its
 last complete chunk.
+
+Memory: the queue holds at most `max_queue_bytes`; rosbags holds the pending chunk (about 1 MiB)
+and, for the bag's index, about 100 bytes per closed chunk (some 20 MB per hour of two raw
+640x480 cameras at 30 Hz), released when the episode ends.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
@@ -118,7 +122,10 @@ class EpisodeWriter:
 
         folder.parent.mkdir(parents=True, exist_ok=True)
         self._bag = Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP)
-        self._bag.open()
+        try:
+            self._bag.open()
+        except WriterError as e:  # created by someone else since the check above
+            raise FileExistsError(f"episode folder {folder}: {e}") from e
         try:
             self._connections = {
                 t.name: self._bag.add_connection(t.name, t.msgtype, typestore=typestore()) for t in topics
