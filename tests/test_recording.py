@@ -377,6 +377,14 @@ def test_when_the_episode_is_complete_expect_recovery_to_refuse(tmp_path: Path):
         recover_episode(tmp_path)
 
 
+def test_when_episode_json_is_unreadable_expect_it_listed_and_recovery_to_name_the_file(tmp_path: Path):
+    folder, _ = finished_bag(tmp_path, n=5)
+    (folder / "episode.json").write_text("{not json")
+    assert unfinished_episodes(tmp_path) == [folder]
+    with pytest.raises(ValueError, match="episode_000000/episode.json: not valid JSON"):
+        recover_episode(folder)
+
+
 def test_when_a_discard_was_cut_short_expect_the_leftover_removed(tmp_path: Path):
     (tmp_path / ".discarded-episode_000002-1a2b3c4d" / "x").mkdir(parents=True)
     episode_folder(tmp_path, 1).mkdir()

@@ -274,7 +274,7 @@ def unfinished_episodes(output_dir: Path) -> list[Path]:
         try:
             if read_episode(folder).status == "recording":
                 found.append(folder)
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # recover_episode then says what is wrong with it
             found.append(folder)
     return found
 
