@@ -223,7 +223,9 @@ def _stats(values: np.ndarray) -> dict[str, list[float]]:
 
 class _PixelStats:
     """Per-channel statistics of the frames passing through, in [0, 1] and shaped [3, 1, 1] as
-    LeRobot stores image statistics."""
+    LeRobot stores image statistics. Taken on every 4th pixel row and column: LeRobot estimates them
+    on downsampled frames too, and nothing here trains on them, while all pixels cost a fifth of a
+    conversion's time."""
 
     def __init__(self) -> None:
         self.lo = np.full(3, np.inf)
@@ -235,7 +237,7 @@ class _PixelStats:
 
     def feed(self, frames: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
         for rgb in frames:
-            flat = rgb.reshape(-1, 3)
+            flat = rgb[::4, ::4].reshape(-1, 3)
             self.lo = np.minimum(self.lo, flat.min(axis=0))
             self.hi = np.maximum(self.hi, flat.max(axis=0))
             channel_sums = flat.sum(axis=0, dtype=np.float64)

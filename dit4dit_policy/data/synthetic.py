@@ -35,6 +35,7 @@ class SyntheticEpisode:
     height: int = 24
     encoding: str = "bgr8"  # a ROS raw encoding (sensor_msgs/Image) or jpeg/png (CompressedImage)
     camera_jitter: float = 0.0  # camera stamps alternate +- this (s)
+    noise: int = 0  # sensor-like noise: each pixel value moves by up to +- this (seeded per frame)
     camera_topic: str = "/camera/color/image_raw"
     command_joints: tuple[str, ...] = ARM_JOINTS
     instructions: tuple[tuple[float, str], ...] = ((0.0, "put the cup on the plate"),)  # (s after start, text)
@@ -122,6 +123,9 @@ def write_bag_episode(folder: str | Path, spec: SyntheticEpisode = SyntheticEpis
 
     def image(i: int, stamp: float) -> Any:
         rgb = frame_rgb(i, spec.height, spec.width)
+        if spec.noise:
+            jitter = np.random.default_rng(i).integers(-spec.noise, spec.noise + 1, rgb.shape)
+            rgb = np.clip(rgb + jitter, 0, 255).astype(np.uint8)
         if spec.encoding in COMPRESSED_FORMATS:
             from PIL import Image
 
