@@ -139,10 +139,16 @@ def test_when_stamps_arrive_out_of_order_repeated_or_zero_expect_the_nodes_order
     assert episode.commands.stamps.tolist() == [3.0]
     assert episode.cameras[CAMERA].stamps.tolist() == [1.5, 2.0]
     assert [int(image[0, 0, 0]) for image, _ in episode.images(CAMERA)] == [15, 20]
-    assert episode.tasks_at([0.0, 0.5, 2.4, 2.5, 9.0]) == ["first task", "first task", "first task"] + [
-        "later task"
-    ] * 2
+    assert (
+        episode.tasks_at([0.0, 0.5, 2.4, 2.5, 9.0]) == ["first task", "first task", "first task"] + ["later task"] * 2
+    )
     assert episode.markers == ()
+
+
+def test_when_the_first_instruction_comes_late_expect_the_metadata_task_before_it(tmp_path):
+    spec = SyntheticEpisode(duration=1.0, instructions=((0.5, "later"),), metadata={"task": "in effect at start"})
+    episode = read_bag_episode(write_bag_episode(tmp_path / "episode_000000", spec))
+    assert episode.tasks_at([spec.start, spec.start + 0.49, spec.start + 0.5]) == ["in effect at start"] * 2 + ["later"]
 
 
 def test_when_no_instruction_expect_the_metadata_task_or_an_error(tmp_path):

@@ -103,20 +103,22 @@ class BagEpisode:
         return self.folder.name
 
     def tasks_at(self, times: Sequence[float]) -> list[str]:
-        """The instruction in force at each time: the newest one received by then, as the policy
-        node would hold it. Times before the first instruction get the first one (it is published
-        transient-local, so it was latched before recording began); with no instruction recorded,
-        episode.json's `task`."""
+        """The instruction in force at each time, as the policy node would hold it: the newest one
+        received by then; before the first, episode.json's `task` (the recorder's "instruction in
+        effect when the episode started", which a transient-local publisher may have sent before
+        the bag began), or failing that the first one received."""
+        task = self.metadata.get("task")
+        initial = task if isinstance(task, str) and task.strip() else None
+        if initial is None and not self.instructions:
+            raise BagFormatError(
+                f"{self.folder}: episode {self.name} has no instruction messages and no 'task' in {METADATA_FILE}"
+            )
         if not self.instructions:
-            task = self.metadata.get("task")
-            if not isinstance(task, str) or not task.strip():
-                raise BagFormatError(
-                    f"{self.folder}: episode {self.name} has no instruction messages and no 'task' in {METADATA_FILE}"
-                )
-            return [task] * len(times)
+            return [initial] * len(times)
         stamps = np.array([t for t, _ in self.instructions])
-        which = np.maximum(np.searchsorted(stamps, np.asarray(times, dtype=np.float64), side="right") - 1, 0)
-        return [self.instructions[i][1] for i in which]
+        which = np.searchsorted(stamps, np.asarray(times, dtype=np.float64), side="right") - 1
+        first = initial if initial is not None else self.instructions[0][1]
+        return [self.instructions[i][1] if i >= 0 else first for i in which]
 
     def images(self, topic: str, indices: Sequence[int] | None = None) -> Iterator[tuple[np.ndarray, str]]:
         """Decode frames of camera `topic` (positions in its stamp order; default all) as
