@@ -231,3 +231,48 @@ def test_when_spec_comes_from_the_policy_parameters_expect_its_joints_slop_camer
     assert ConversionSpec.from_policy_params(rate=5.0, camera="/x").rate == 5.0
     with pytest.raises(ValueError, match="distinct"):
         ConversionSpec(state_joints=("a", "a"), action_joints=("b",), rate=10.0, slop=0.0, camera=None)
+
+
+def test_when_the_recorders_own_writer_made_the_episode_expect_the_same_rows(tmp_path):
+    """The recorder's contract end to end: an episode written by dit4dit_policy.recording's
+    EpisodeWriter (markers, latched instruction, episode.json) converts like the synthetic bag."""
+    from dit4dit_policy.recording import EpisodeInfo, EpisodeWriter, TopicSpec, joint_table_hash
+    from dit4dit_policy.recording.writer import string_cdr
+
+    spec = SyntheticEpisode(duration=1.5, markers=False, instructions=())
+    task = "put the cup on the plate"
+    info = EpisodeInfo(
+        episode=0,
+        status="recording",
+        task=task,
+        operator="test",
+        robot_variant="g1_29dof",
+        joint_table="g1_29dof.yaml",
+        joint_table_hash=joint_table_hash("g1_29dof.yaml"),
+        started_at="2026-01-01T00:00:00.000+00:00",
+        start_time_ns=0,
+    )
+    messages = list(synthetic.recorded_messages(spec))
+    writer = EpisodeWriter(
+        tmp_path / "rec" / "episode_000000",
+        [TopicSpec(topic, kind) for topic, kind in synthetic.topic_types(spec).items()],
+        "/recorder/episode",
+        info,
+        max_queue_bytes=1 << 30,
+        flush_period=1.0,
+        start_ns=messages[0][0],
+        initial=[("/dit4dit/instruction", string_cdr(task))],
+    )
+    for receive_ns, topic, data in messages:
+        assert writer.write(topic, receive_ns, data)
+    writer.close(success=True, end_ns=messages[-1][0])
+
+    report = convert(tmp_path / "rec", tmp_path / "ds", SPEC)
+    assert report.episodes == ["episode_000000"]
+    meta = read_meta(tmp_path / "ds")
+    frames, state, action = _expected_rows(spec)
+    table = pq.read_table(meta.data_path(0)).to_pydict()
+    np.testing.assert_allclose(np.array(table["observation.state"]), state, atol=1e-6)
+    np.testing.assert_allclose(np.array(table["action"]), action, atol=2e-6)
+    assert meta.tasks == {0: task}
+    assert meta.episodes[0]["recording"]["status"] == "complete"

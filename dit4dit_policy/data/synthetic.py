@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,28 @@ def command_stamps(spec: SyntheticEpisode) -> np.ndarray:
     return _covering(spec, spec.command_rate)
 
 
-def write_bag_episode(folder: str | Path, spec: SyntheticEpisode = SyntheticEpisode()) -> Path:
-    """Write one episode folder (an MCAP rosbag2 + episode.json) the way the recorder lays it out."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+def image_type(spec: SyntheticEpisode) -> str:
+    return "sensor_msgs/msg/CompressedImage" if spec.encoding in COMPRESSED_FORMATS else "sensor_msgs/msg/Image"
+
+
+def topic_types(spec: SyntheticEpisode) -> dict[str, str]:
+    """The episode's topics and their message types (the marker topic only with `spec.markers`)."""
+    topics = BagTopics()
+    types = {
+        spec.camera_topic: image_type(spec),
+        topics.joint_states: "sensor_msgs/msg/JointState",
+        topics.command: "sensor_msgs/msg/JointState",
+        topics.instruction: "std_msgs/msg/String",
+    }
+    if spec.markers:
+        types[topics.episode_marker] = "std_msgs/msg/String"
+    return types
+
+
+def recorded_messages(spec: SyntheticEpisode) -> Iterator[tuple[int, str, bytes]]:
+    """(receive time in ns, topic, CDR bytes) of every message, in receive order."""
     from rosbags.typesys import Stores, get_typestore
 
-    folder = Path(folder)
     store = get_typestore(Stores.ROS2_JAZZY)
     t = store.types
     topics = BagTopics()
@@ -160,27 +177,32 @@ def write_bag_episode(folder: str | Path, spec: SyntheticEpisode = SyntheticEpis
         events += [(frames[0], topics.episode_marker, ("text", json.dumps({"event": "start", "episode": 0})))]
         events += [(frames[-1], topics.episode_marker, ("text", json.dumps({"event": "stop", "episode": 0})))]
     events.sort(key=lambda e: e[0])
+    types = topic_types(spec)
+    for receive_time, topic, what in events:
+        kind = what[0]
+        if kind == "image":
+            message = image(what[1], what[2])
+        elif kind == "joints":
+            message = joint_state(what[2], joint_names, q[what[1]])
+        elif kind == "command":
+            message = joint_state(what[2], spec.command_joints, c[what[1]])
+        else:
+            message = string(data=what[1])
+        yield int(round(receive_time * 1e9)), topic, bytes(store.serialize_cdr(message, types[topic]))
 
-    image_type = "sensor_msgs/msg/CompressedImage" if spec.encoding in COMPRESSED_FORMATS else "sensor_msgs/msg/Image"
+
+def write_bag_episode(folder: str | Path, spec: SyntheticEpisode = SyntheticEpisode()) -> Path:
+    """Write one episode folder (an MCAP rosbag2 + episode.json) the way the recorder lays it out."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    folder = Path(folder)
+    store = get_typestore(Stores.ROS2_JAZZY)
     with Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        types = {
-            spec.camera_topic: image_type,
-            topics.joint_states: "sensor_msgs/msg/JointState",
-            topics.command: "sensor_msgs/msg/JointState",
-            topics.instruction: "std_msgs/msg/String",
-            topics.episode_marker: "std_msgs/msg/String",
+        connections = {
+            topic: writer.add_connection(topic, kind, typestore=store) for topic, kind in topic_types(spec).items()
         }
-        connections = {topic: writer.add_connection(topic, kind, typestore=store) for topic, kind in types.items()}
-        for receive_time, topic, what in events:
-            kind = what[0]
-            if kind == "image":
-                message, msgtype = image(what[1], what[2]), image_type
-            elif kind == "joints":
-                message, msgtype = joint_state(what[2], joint_names, q[what[1]]), "sensor_msgs/msg/JointState"
-            elif kind == "command":
-                message, msgtype = joint_state(what[2], spec.command_joints, c[what[1]]), "sensor_msgs/msg/JointState"
-            else:
-                message, msgtype = string(data=what[1]), "std_msgs/msg/String"
-            writer.write(connections[topic], int(round(receive_time * 1e9)), store.serialize_cdr(message, msgtype))
+        for receive_ns, topic, data in recorded_messages(spec):
+            writer.write(connections[topic], receive_ns, data)
     (folder / METADATA_FILE).write_text(json.dumps(spec.metadata, indent=2))
     return folder
