@@ -181,6 +181,11 @@ def _drop_video(meta):
     meta.video_path(1, KEY).unlink()
 
 
+def _drop_action_column(meta):
+    path = meta.data_path(1)
+    pq.write_table(pq.read_table(path).drop_columns(["action"]), path)
+
+
 def _garble_video(meta):
     meta.video_path(1, KEY).write_bytes(b"\0" * 1000)
 
@@ -191,6 +196,7 @@ def _garble_video(meta):
         (_nan_action, r"episode_000001.parquet \(episode 1\): action has NaN or inf at row 4, dim 2"),
         (_truncate_parquet, r"episode_000001.parquet \(episode 1\): unreadable parquet"),
         (_drop_video, r"episode_000001.mp4 \(episode 1\): missing video"),
+        (_drop_action_column, r"episode_000001.parquet \(episode 1\): no column\(s\) \['action'\]"),
         (_garble_video, r"episode_000001.mp4: unreadable video.*\(episode 1\)"),
     ],
 )

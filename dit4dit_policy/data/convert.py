@@ -34,7 +34,6 @@ from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.policy.sync import align_recording, interpolate
 from dit4dit_policy.preprocessing import images_to_rgb
 
-SOURCE_FORMATS = ("rosbag2", "xr")
 ROBOT_TYPE = "unitree_g1"
 
 

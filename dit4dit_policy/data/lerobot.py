@@ -480,7 +480,6 @@ class EpisodeData:
     action: np.ndarray  # [N, action_dim] float64
     task_index: np.ndarray  # [N] int64
     video: Path
-    video_info: VideoInfo
 
     def __len__(self) -> int:
         return len(self.state)
@@ -499,6 +498,9 @@ def read_episode(meta: DatasetMeta, layout: Layout, episode: int) -> EpisodeData
         raise DatasetError(f"{where}: missing parquet file")
     columns = sorted({s.column for s in (*layout.state, *layout.action)} | {layout.task_column})
     try:
+        missing = sorted(set(columns) - set(pq.read_schema(path).names))
+        if missing:
+            raise DatasetError(f"{where}: no column(s) {missing}")
         table = pq.read_table(path, columns=columns)
     except (pa.ArrowException, OSError) as e:
         raise DatasetError(f"{where}: unreadable parquet: {e}") from e
@@ -530,14 +532,12 @@ def read_episode(meta: DatasetMeta, layout: Layout, episode: int) -> EpisodeData
         raise DatasetError(f"{e} (episode {episode})") from e
     if info.frames and info.frames != n:
         raise DatasetError(f"{video} (episode {episode}): {info.frames} video frames but {n} rows in {path.name}")
-    return EpisodeData(index=episode, state=state, action=action, task_index=task_index, video=video, video_info=info)
+    return EpisodeData(index=episode, state=state, action=action, task_index=task_index, video=video)
 
 
 def _gather(table: Any, slices: Sequence[Slice], where: str) -> np.ndarray:
     parts = []
     for s in slices:
-        if s.column not in table.column_names:
-            raise DatasetError(f"{where}: no column {s.column!r}")
         matrix = _matrix(table.column(s.column), s.column, where)
         if matrix.shape[1] < s.end:
             raise DatasetError(f"{where}: column {s.column!r} has {matrix.shape[1]} values per row, needs {s.end}")
