@@ -125,7 +125,7 @@ def test_when_inputs_are_stamped_in_the_future_expect_them_not_fresh_until_their
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from dit4dit_policy.policy.chunking import _Chunk  # noqa: E402
+from dit4dit_policy.policy import AddResult, ChunkBlender  # noqa: E402
 from dit4dit_policy.policy.sync import (  # noqa: E402
     _StampedBuffer,
     align_recording,
@@ -168,12 +168,15 @@ def test_when_ordering_a_recorded_stream_expect_what_the_node_buffer_holds(arriv
 
 
 def test_when_interpolating_expect_the_chunk_executors_targets():
+    """A dataset row's action is the command at the row's time + one period; the executor runs a
+    chunk's action k at t_obs + (k + 1) periods, interpolating between them the same way."""
     dt = 0.1
     values = np.array([[0.0, 1.0], [0.5, 1.0], [0.2, -1.0], [0.2, 3.0]])
-    chunk = _Chunk(actions=values, obs_stamp=0.0, first_time=2.0, arrival=0.0)
-    stamps = 2.0 + dt * np.arange(len(values))
+    blender = ChunkBlender(action_period=dt, blend_time=0.2, hold_time=1.0)
+    assert blender.add(values, obs_stamp=1.9, now=1.9) == AddResult.ACCEPTED
+    stamps = 1.9 + dt * (1 + np.arange(len(values)))
     times = np.array([1.9, 2.0, 2.03, 2.1, 2.25, 2.299, 2.3, 2.5])
-    expected = np.stack([chunk.sample(t, dt) for t in times])
+    expected = np.stack([blender.target(t) for t in times])
     np.testing.assert_allclose(interpolate(stamps, values, times), expected, rtol=0, atol=1e-12)
     assert interpolate(stamps, values, [2.25])[0, 0] == 0.2, "equal neighbours must give that value exactly"
 
