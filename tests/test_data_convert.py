@@ -107,6 +107,8 @@ def test_when_converting_expect_lerobot_v21_meta_with_stats_and_gr00t_modality(t
     np.testing.assert_allclose(meta.stats["action"]["mean"], actions.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(meta.stats["action"]["std"], actions.std(axis=0), atol=1e-6)
     assert meta.stats["action"]["count"] == [n0 + n1]
+    np.testing.assert_allclose(meta.stats["action"]["q99"], np.quantile(actions, 0.99, axis=0), atol=1e-7)
+    assert set(meta.stats["observation.state"]) == {"min", "max", "mean", "std", "count", "q01", "q99"}
     episode_stats = [json.loads(line) for line in (tmp_path / "ds/meta/episodes_stats.jsonl").read_text().splitlines()]
     blue_mean = episode_stats[0]["stats"]["observation.images.camera_color_image_raw"]["mean"][2][0][0]
     assert 0 < blue_mean < 1 and np.array(episode_stats[0]["stats"]["action"]["min"]).shape == (7,)

@@ -6,7 +6,8 @@ meta/info.json             codebase_version, fps, totals, path templates, featur
 meta/episodes.jsonl        {episode_index, tasks, length, ...} per episode
 meta/tasks.jsonl           {task_index, task}
 meta/episodes_stats.jsonl  {episode_index, stats: {feature: {min, max, mean, std, count}}}  (v2.1)
-meta/stats.json            the same statistics over the whole dataset (v2.0; GR00T reads it)
+meta/stats.json            the same over the whole dataset, plus q01/q99 of state and action
+                           (v2.0; GR00T's loader requires all six)
 meta/modality.json         GR00T: which slices of which columns are state/action groups, video
                            and annotation keys
 data/chunk-000/episode_000000.parquet
@@ -80,6 +81,7 @@ class DatasetWriter:
         self.tasks: dict[str, int] = {}
         self.episodes: list[dict[str, Any]] = []
         self.episode_stats: list[dict[str, Any]] = []
+        self.rows: dict[str, list[np.ndarray]] = {STATE: [], ACTION: []}  # for the quantiles in stats.json
         self.video: VideoInfo | None = None
         self.frames = 0
 
@@ -135,6 +137,8 @@ class DatasetWriter:
             )
         self.video = video
         stats = {name: _stats(v.reshape(n, -1)) for name, v in columns.items()}
+        for name, values in self.rows.items():
+            values.append(columns[name])
         stats[self.camera_key] = pixel_stats.result()
         self.episode_stats.append({"episode_index": index, "stats": stats})
         unique_tasks = list(dict.fromkeys(tasks))
@@ -152,7 +156,11 @@ class DatasetWriter:
         _write_jsonl(meta / "episodes.jsonl", self.episodes)
         _write_jsonl(meta / "tasks.jsonl", [{"task_index": i, "task": t} for t, i in self.tasks.items()])
         _write_jsonl(meta / "episodes_stats.jsonl", self.episode_stats)
-        _write_json(meta / "stats.json", aggregate_stats([e["stats"] for e in self.episode_stats]))
+        stats = aggregate_stats([e["stats"] for e in self.episode_stats])
+        for name, parts in self.rows.items():
+            q01, q99 = np.quantile(np.concatenate(parts).astype(np.float64), [0.01, 0.99], axis=0)
+            stats[name].update(q01=q01.tolist(), q99=q99.tolist())
+        _write_json(meta / "stats.json", stats)
         camera = self.camera_key[len(IMAGES_PREFIX) :]
         modality = {
             "state": {"joints": {"start": 0, "end": len(self.state_names), "original_key": STATE}},
