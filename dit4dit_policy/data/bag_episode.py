@@ -173,7 +173,7 @@ def read_bag_episode(folder: str | Path, topics: BagTopics | None = None) -> Bag
     topics = topics or BagTopics()
     if not (folder / "metadata.yaml").is_file():
         raise BagFormatError(f"{folder}: not a rosbag2 folder (no metadata.yaml) in episode {folder.name}")
-    metadata = _read_metadata(folder)
+    metadata = read_episode_metadata(folder)
     with _open(folder) as reader:
         by_topic: dict[str, list[Any]] = {}
         for connection in reader.connections:
@@ -208,7 +208,8 @@ def read_bag_episode(folder: str | Path, topics: BagTopics | None = None) -> Bag
     )
 
 
-def _read_metadata(folder: Path) -> dict[str, Any]:
+def read_episode_metadata(folder: Path) -> dict[str, Any]:
+    """episode.json as written ({} when absent)."""
     path = folder / METADATA_FILE
     if not path.is_file():
         return {}

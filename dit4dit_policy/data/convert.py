@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from dit4dit_policy.config import load_yaml
-from dit4dit_policy.data.bag_episode import METADATA_FILE, find_bag_episodes, read_bag_episode
+from dit4dit_policy.data.bag_episode import find_bag_episodes, read_bag_episode, read_episode_metadata
 from dit4dit_policy.data.lerobot import DatasetWriter, video_key
 from dit4dit_policy.data.xr_import import GROUP_ORDER, XrEpisode, XrFormatError, read_xr_episodes
 from dit4dit_policy.files import staged_folder
@@ -208,15 +208,14 @@ def _failure(what: Path, error: Exception) -> ConversionError:
 
 def _bag_rows(folder: Path, spec: ConversionSpec, include_failed: bool) -> _Rows | str:
     """The episode's rows, or why it is left out."""
-    if not (folder / "metadata.yaml").is_file() and (folder / METADATA_FILE).is_file():
-        return "unfinished (no metadata.yaml): recover it with the recorder's recovery first"
-    episode = read_bag_episode(folder)
-    status = episode.metadata.get("status")
-    if status == "recording":
-        return "unfinished (episode.json status 'recording'): still being recorded, or recover it first"
+    metadata = read_episode_metadata(folder)
+    status = metadata.get("status")
+    if status == "recording" or (metadata and not (folder / "metadata.yaml").is_file()):
+        return f"unfinished (status {status!r}): still being recorded, or run the recorder's recovery on it"
     # The recorder writes the operator's verdict; null means none was given (e.g. interrupted).
-    if "success" in episode.metadata and episode.metadata["success"] is not True and not include_failed:
-        return f"not marked successful (success {episode.metadata['success']!r}, status {status!r})"
+    if "success" in metadata and metadata["success"] is not True and not include_failed:
+        return f"not marked successful (success {metadata['success']!r}, status {status!r})"
+    episode = read_bag_episode(folder)
     camera = spec.camera
     if camera is None:
         if len(episode.cameras) != 1:
