@@ -7,7 +7,6 @@ Conversion only: stamp sync, chunk blending, the inference worker and the hold l
 
 from __future__ import annotations
 
-import io
 import time
 
 import numpy as np
@@ -30,28 +29,19 @@ from dit4dit_policy.policy.controller import Command, PolicyController
 from dit4dit_policy.policy.serving import ObservationPolicy
 from dit4dit_policy.policy.sync import Observation
 from dit4dit_policy.policy.worker import InferenceWorker
+from dit4dit_policy.preprocessing import decode_compressed_image, raw_image_array
 from dit4dit_policy.runtime.runtime import open_runtime
 
 NODE_NAME = "policy_node"
 PARAMS_FILE = "policy.yaml"
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-
-
 def image_array(msg: Image) -> tuple[np.ndarray, str]:
-    """sensor_msgs/Image as (uint8 HxWxC view without row padding, encoding)."""
-    channels = _CHANNELS.get(msg.encoding)
-    if channels is None:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(_CHANNELS)}")
-    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-    return rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels), msg.encoding
+    """sensor_msgs/Image as (uint8 HxWxC view without row padding, encoding): the conversion's path too."""
+    return raw_image_array(msg.data, msg.height, msg.width, msg.step, msg.encoding), msg.encoding
 
 
 def compressed_array(msg: CompressedImage) -> tuple[np.ndarray, str]:
     """sensor_msgs/CompressedImage (JPEG/PNG) decoded to (uint8 HxWx3 RGB, 'rgb8')."""
-    from PIL import Image as PILImage  # only nodes that subscribe compressed images need it
-
-    with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
-        return np.asarray(img.convert("RGB")), "rgb8"
+    return decode_compressed_image(msg.data), "rgb8"
 
 
 class PolicyNode(Node):
