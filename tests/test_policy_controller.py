@@ -95,6 +95,14 @@ def test_when_chunk_ready_expect_commands_and_each_frame_submitted_once():
     assert st.last_reason is None and st.chunks_accepted == 1
     # Frame at 1.080, its chunk picked up by the tick at 1.120.
     assert st.last_chunk_delay == pytest.approx(0.04)
+    assert st.chunk_delay_p50 == st.chunk_delay_p99 == pytest.approx(0.04)
+
+
+def test_when_no_chunk_taken_yet_expect_delay_percentiles_nan():
+    _, ctrl, world = _setup()
+    world.run(100)
+    st = ctrl.status(world.ms / 1000)
+    assert math.isnan(st.chunk_delay_p50) and math.isnan(st.chunk_delay_p99)
 
 
 def test_when_new_chunk_arrives_expect_smooth_crossfade_in_published_targets():

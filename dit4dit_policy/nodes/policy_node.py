@@ -213,6 +213,9 @@ class PolicyNode(Node):
             "overruns": str(w.overruns),
             "chunks_accepted": str(s.chunks_accepted),
             "chunks_rejected": str(s.chunks_rejected),
+            # Camera frame stamp -> the tick that takes its chunk into use.
+            "frame_to_chunk_p50_ms": f"{s.chunk_delay_p50 * 1e3:.1f}",
+            "frame_to_chunk_p99_ms": f"{s.chunk_delay_p99 * 1e3:.1f}",
             "control_period_error_p99_ms": f"{period.p99 * 1e3:.3f}",
             "control_missed_periods": str(period.missed),
         }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -22,6 +23,9 @@ from dit4dit_policy.policy.chunking import AddResult, ChunkBlender
 from dit4dit_policy.policy.config import PolicyConfig
 from dit4dit_policy.policy.sync import NoObservation, Observation, StampSync
 from dit4dit_policy.policy.worker import ChunkReady, InferenceFailed, WorkerStats
+
+# Chunk delays kept for the percentiles in `status` (minutes at 10-30 chunks/s).
+DELAY_WINDOW = 4096
 
 
 class HoldReason(StrEnum):
@@ -59,6 +63,9 @@ class PolicyStatus:
     chunks_accepted: int
     chunks_rejected: int  # arrived expired, out of order or from the future
     last_chunk_delay: float  # arrival time - observation stamp of the newest accepted chunk
+    # Percentiles of that delay over the recent chunks: camera frame -> its chunk in use (nan: none yet).
+    chunk_delay_p50: float
+    chunk_delay_p99: float
     worker: WorkerStats
 
 
@@ -84,6 +91,7 @@ class PolicyController:
         self._accepted = 0
         self._rejected = 0
         self._last_delay = math.nan
+        self._delays: deque[float] = deque(maxlen=DELAY_WINDOW)
 
     def add_frame(self, frame: Any, stamp: float) -> None:
         with self._lock:
@@ -108,6 +116,9 @@ class PolicyController:
     def status(self, now: float) -> PolicyStatus:
         worker = self._worker.stats()  # percentiles take a while: not under the lock tick() needs
         with self._lock:
+            delays = np.array(self._delays)
+        p50, p99 = (float(v) for v in np.percentile(delays, [50, 99])) if delays.size else (math.nan, math.nan)
+        with self._lock:
             frame_stamp, joint_stamp = self._sync.newest_stamps()
             return PolicyStatus(
                 last_reason=self._last_reason,
@@ -117,6 +128,8 @@ class PolicyController:
                 chunks_accepted=self._accepted,
                 chunks_rejected=self._rejected,
                 last_chunk_delay=self._last_delay,
+                chunk_delay_p50=p50,
+                chunk_delay_p99=p99,
                 worker=worker,
             )
 
@@ -154,6 +167,7 @@ class PolicyController:
             if added is AddResult.ACCEPTED:
                 self._accepted += 1
                 self._last_delay = now - result.obs_stamp
+                self._delays.append(self._last_delay)
             else:
                 self._rejected += 1
 
