@@ -81,17 +81,29 @@ def run(timeline: Timeline, clock: FakeClock, *, loop: bool = False, publish_cos
         clock.wait(seconds)
         return stop_after is not None and len(sent) >= stop_after
 
+    def on_pass(loop_pass: int, start_stamp: int, stats) -> None:
+        passes.append((loop_pass, start_stamp, sum(stats.published.values())))
+
+    passes: list[tuple[int, int, int]] = []
     stats = play(
-        lambda: MESSAGES, timeline, HAS_HEADER, publish, wait, loop=loop, clock=clock, stamp_clock=lambda: WALL
+        lambda: MESSAGES,
+        timeline,
+        HAS_HEADER,
+        publish,
+        wait,
+        loop=loop,
+        clock=clock,
+        stamp_clock=lambda: WALL,
+        on_pass=on_pass,
     )
-    return sent, stats
+    return sent, stats, passes
 
 
 @pytest.mark.parametrize("speed", [1.0, 2.0, 0.5])
 def test_when_played_at_a_speed_expect_recorded_intervals_divided_by_it_and_stamps_moved_to_now(speed):
     timeline = Timeline.of_bag(START, START + 5 * 10**7, len(MESSAGES), speed)
     clock = FakeClock()
-    sent, stats = run(timeline, clock)
+    sent, stats, passes = run(timeline, clock)
 
     assert [topic for _, topic, _ in sent] == [topic for topic, _, _ in MESSAGES]
     for (at, _, raw), (topic, log_time, recorded) in zip(sent, MESSAGES, strict=True):
@@ -105,12 +117,13 @@ def test_when_played_at_a_speed_expect_recorded_intervals_divided_by_it_and_stam
         assert got.header.frame_id == "x" and list(got.position) == list(expected.position)
     assert stats.published == {"/joint_states": 6, "/dit4dit/instruction": 1}
     assert stats.passes == 1 and not stats.stopped and max(stats.lateness) == 0.0
+    assert passes == [(0, WALL, 0)]
 
 
 def test_when_a_publication_is_late_expect_only_that_one_late_and_the_rest_on_schedule():
     timeline = Timeline.of_bag(START, START + 5 * 10**7, len(MESSAGES), 1.0)
     clock = FakeClock()
-    sent, stats = run(timeline, clock, publish_cost=0.025)  # the first publish takes 25 ms
+    sent, stats, _ = run(timeline, clock, publish_cost=0.025)  # the first publish takes 25 ms
     due = [100.0 + (log_time - START) * 1e-9 for _, log_time, _ in MESSAGES]
     # Messages due within the 25 ms go out as soon as it is over, the rest exactly on time: no drift.
     expected = [due[0], *np.maximum(due[1:], 100.025)]
@@ -124,9 +137,10 @@ def test_when_looping_expect_each_pass_one_period_later_with_later_stamps_until_
     assert timeline.period == 5 * 10**7 + 5 * 10**7 // (len(MESSAGES) - 1)
     clock = FakeClock()
     n = len(MESSAGES)
-    sent, stats = run(timeline, clock, loop=True, stop_after=2 * n + 3)
+    sent, stats, passes = run(timeline, clock, loop=True, stop_after=2 * n + 3)
 
     assert stats.stopped and stats.passes == 3 and len(sent) == 2 * n + 3
+    assert passes == [(0, WALL, 0), (1, WALL, n), (2, WALL, 2 * n)]  # each pass told with the figures so far
     first, second = sent[:n], sent[n : 2 * n]
     for (t1, topic1, raw1), (t2, topic2, raw2) in zip(first, second, strict=True):
         assert topic1 == topic2

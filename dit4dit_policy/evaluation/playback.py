@@ -129,17 +129,17 @@ def play(
     loop: bool = False,
     clock: Callable[[], float] = time.monotonic,
     stamp_clock: Callable[[], int] = time.time_ns,
-    on_pass: Callable[[int, int], None] = lambda loop_pass, start_stamp: None,
+    on_pass: Callable[[int, int, PlayStats], None] = lambda loop_pass, start_stamp, stats: None,
 ) -> PlayStats:
     """Publish what `messages()` yields (one pass, in log-time order) at its due time, restamped,
     once or until stopped if `loop`. `wait(seconds)` sleeps up to that long and answers True when
-    playback is to stop (threading.Event.wait). `on_pass(pass, start_stamp)` is called as each pass
-    begins, with the wall-clock stamp (ns) playback started at."""
+    playback is to stop (threading.Event.wait). `on_pass(pass, start_stamp, stats)` is called as
+    each pass begins, with the wall-clock stamp (ns) playback started at and the figures so far."""
     stats = PlayStats()
     start, start_stamp = clock(), stamp_clock()
     loop_pass = 0
     while True:
-        on_pass(loop_pass, start_stamp)
+        on_pass(loop_pass, start_stamp, stats)
         stats.passes += 1
         for topic, log_time, raw in messages():
             due = start + timeline.due(log_time, loop_pass)

@@ -22,7 +22,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from std_msgs.msg import String
 
 from dit4dit_policy.data.bag_episode import IMAGE_TYPES
-from dit4dit_policy.evaluation.playback import BagSource, play
+from dit4dit_policy.evaluation.playback import BagSource, PlayStats, play
 from dit4dit_policy.nodes.common import spin_until_shutdown
 from dit4dit_policy.nodes.params import declare_from_yaml
 
@@ -126,9 +126,15 @@ class BagPlayerNode(Node):
             pub.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
         rclpy.try_shutdown()
 
-    def _on_pass(self, loop_pass: int, start_stamp: int) -> None:
+    def _on_pass(self, loop_pass: int, start_stamp: int, stats: PlayStats) -> None:
         self._start_stamp = start_stamp
-        self._status("playing", loop_pass=loop_pass, start_stamp_ns=start_stamp)
+        self._status(
+            "playing",
+            loop_pass=loop_pass,
+            start_stamp_ns=start_stamp,
+            published=stats.published,
+            lateness_ms=stats.lateness_ms(),
+        )
 
     def _wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.p["wait_for_subscribers"]
