@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import mujoco
 import numpy as np
 import pytest
@@ -12,8 +14,9 @@ from dit4dit_policy.g1.messages import LOWCMD_C, lowcmd_c_to_cdr, lowcmd_view
 from dit4dit_policy.g1.robot_side import CommandMixer, MotorCommand
 from dit4dit_policy.sim.config import SimConfig, TaskConfig, load_sim_configs
 from dit4dit_policy.sim.physics import G1Sim
+from dit4dit_policy.sim.renderer import FrameRenderer
 from dit4dit_policy.sim.scene import BLOCK_BODY, HEAD_CAMERA, ROBOT_BASE
-from dit4dit_policy.sim.simulator import SimulatedG1
+from dit4dit_policy.sim.simulator import SimulatedG1, Snapshot
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +196,31 @@ def test_when_rendered_expect_the_red_block_where_it_projects_and_green_once_tou
     sim.data.qpos[adr : adr + 3] = (-1.0, 0.0, 0.1)
     mujoco.mj_forward(sim.model, sim.data)
     assert not _red(sim.render()).any()
+
+
+def test_when_a_snapshot_is_rendered_on_the_render_thread_expect_the_image_of_that_state(sim):
+    frames = []
+    done = threading.Event()
+
+    def on_frame(frame):
+        frames.append(frame)
+        done.set()
+
+    renderer = FrameRenderer(sim.model, sim.config.camera_width, sim.config.camera_height, on_frame).start()
+    try:
+        sim.step(CommandMixer(sim.table).law, 10)
+        sim.task.success_time = 0.0  # touched: the renderer must draw the block green
+        snapshot = Snapshot(sim.data.qpos.copy(), True, sim.time, 123.5, 7)
+        renderer.submit(snapshot)
+        assert done.wait(30), f"no frame rendered (error: {renderer.error})"
+    finally:
+        renderer.stop()
+    frame = frames[0]
+    assert (frame.sim_time, frame.stamp, frame.index) == (snapshot.sim_time, 123.5, 7)
+    sim.model.geom("block").rgba = (0.1, 0.7, 0.2, 1.0)
+    expected = sim.render()
+    assert np.abs(frame.image.astype(int) - expected).max() <= 2
+    assert not _red(frame.image).any() and (frame.image[..., 1] > 140).sum() >= 20  # a green block
 
 
 # --- the task ----------------------------------------------------------------------------------

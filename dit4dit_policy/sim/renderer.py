@@ -96,6 +96,8 @@ class FrameRenderer:
                 data.qpos[:] = snap.qpos
                 model.geom_rgba[block] = TOUCHED_RGBA if snap.touched else BLOCK_RGBA
                 mujoco.mj_kinematics(model, data)
+                mujoco.mj_comPos(model, data)
+                mujoco.mj_camlight(model, data)  # camera and light poses: mj_kinematics leaves them out
                 image = camera.render(data)
                 self.render_seconds += time.perf_counter() - t0
                 self.frames_rendered += 1
