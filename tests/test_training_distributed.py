@@ -1,5 +1,6 @@
 """Data-parallel training is the same training: two processes under torchrun (gloo, CPU), with DDP
-and with FSDP, end with the weights of one process trained on the same global batches.
+and with FSDP, end with the weights (and validation figures) of one process trained on the same
+global batches.
 
 The runs go through the documented command,
     python -m torch.distributed.run --nproc_per_node 2 -m dit4dit_policy.training train --config FILE
@@ -36,6 +37,7 @@ SETTINGS = {
     "train.steps": STEPS,
     "output.checkpoint_every": 2,  # checkpoints at steps 2 and 3 (the last)
     "validation.episodes": 1,
+    "validation.every": STEPS,
     "optimizer.eps": 1.0,
     "optimizer.lr_video": 0.05,
     "optimizer.lr_action": 0.05,
@@ -75,7 +77,9 @@ def two_processes(single, tmp_path_factory):
     def run(parallel: str) -> tuple[RunFolder, dict]:
         if parallel not in runs:
             tmp = tmp_path_factory.mktemp(parallel)
-            config = config_dict(single, **SETTINGS, **{"train.parallel": parallel, "output.dir": str(tmp / "run")})
+            # FSDP as train_g1.yaml runs it: with gradient checkpointing (the same gradients).
+            changes = {"train.parallel": parallel, "train.gradient_checkpointing": parallel == "fsdp"}
+            config = config_dict(single, **SETTINGS, **changes, **{"output.dir": str(tmp / "run")})
             torchrun(config, tmp)
             runs[parallel] = (RunFolder(tmp / "run"), config)
         return runs[parallel]
@@ -98,6 +102,9 @@ def test_when_two_processes_train_expect_the_weights_of_one_process(single, two_
     la, lb = read_metrics(one.metrics), read_metrics(two.metrics)
     assert lb["step"] == la["step"] == [1.0, 2.0, 3.0]
     assert lb["loss"] == pytest.approx(la["loss"], rel=1e-5)
+    # validation splits its samples over the processes: the same figures
+    assert lb["val_action_error"][-1] == pytest.approx(la["val_action_error"][-1], rel=1e-4)
+    assert lb["val_copy_state_error"][-1] == pytest.approx(la["val_copy_state_error"][-1], rel=1e-6)
     assert two.trainer_state(STEPS)["world_size"] == 2
 
 
