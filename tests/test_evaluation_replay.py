@@ -78,6 +78,9 @@ def test_when_inputs_are_missing_or_the_output_exists_expect_an_error_before_any
     assert f"checkpoint {tmp_path / 'ckpt'}: no such folder" in capsys.readouterr().err
     assert main(["replay-bag", str(episode), "--checkpoint", str(checkpoint), "--out", str(out), "--speed", "0"]) == 2
     assert "speed must be a finite number > 0" in capsys.readouterr().err
+    args = ["replay-bag", str(episode), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert main([*args, "--bridge-set", "ramp_time"]) == 2
+    assert "expected NAME=VALUE, got 'ramp_time'" in capsys.readouterr().err
     assert not out.exists()
 
     out.mkdir()

@@ -18,13 +18,21 @@ from rich.table import Table
 from dit4dit_policy.runtime.artifacts import PRECISIONS
 
 
-def _assignments(items: list[str]) -> dict[str, str]:
+def _assignments(items: list[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs, each value read as YAML the way `ros2 run ... -p NAME:=VALUE` reads it."""
+    import yaml
+
     pairs = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"expected NAME=VALUE, got {item!r}")
-        pairs[key] = value
+        try:
+            pairs[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{item!r}: the value is not valid YAML: {e}") from e
+        if pairs[key] is None:
+            raise ValueError(f"{item!r} has no value (an empty string is {key}='')")
     return pairs
 
 

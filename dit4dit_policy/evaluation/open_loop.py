@@ -113,6 +113,7 @@ def episode_folders(bag: Path) -> list[Path]:
 
 
 def select_observations(episode: BagEpisode, settings: NodeSettings, horizon: int, stride: int = 1) -> Selection:
+    """The frames to evaluate (every `stride`-th usable one) and the joint states the node pairs them with."""
     if episode.cameras.get(settings.camera_topic) is None:
         raise BagFormatError(
             f"{episode.folder}: no camera topic {settings.camera_topic!r} (the policy node's topics.image); "

@@ -29,6 +29,7 @@ from dit4dit_policy.nodes.params import declare_from_yaml
 NODE_NAME = "bag_player"
 PARAMS_FILE = "bag_player.yaml"
 STATUS_HISTORY = 10
+STATUS_PERIOD_S = 1.0  # while playing, the figures so far are published this often
 ACK_TIMEOUT_S = 2.0  # how long the end of playback waits for reliable subscribers to receive the tail
 
 
@@ -65,7 +66,12 @@ class BagPlayerNode(Node):
             self._pubs[topic] = self.create_publisher(message_class(info.msgtype), topic, qos)
             if qos.reliability == ReliabilityPolicy.RELIABLE:
                 self._reliable.append(self._pubs[topic])
+        # (loop pass, start stamp, live figures) while playing; the lock keeps a periodic status from
+        # overtaking the final one.
+        self._playing: tuple[int, int, PlayStats] | None = None
         self._start_stamp: int | None = None
+        self._lock = threading.Lock()
+        self.create_timer(STATUS_PERIOD_S, self._report)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bag-player", daemon=True)
 
@@ -77,6 +83,12 @@ class BagPlayerNode(Node):
         self._thread.join(5.0)
 
     def _status(self, state: str, **values: Any) -> None:
+        with self._lock:
+            if state != "playing":
+                self._playing = None
+            self._publish_status(state, **values)
+
+    def _publish_status(self, state: str, **values: Any) -> None:
         fields = {
             "state": state,
             "bag": str(self.source.folder),
@@ -128,13 +140,22 @@ class BagPlayerNode(Node):
 
     def _on_pass(self, loop_pass: int, start_stamp: int, stats: PlayStats) -> None:
         self._start_stamp = start_stamp
-        self._status(
-            "playing",
-            loop_pass=loop_pass,
-            start_stamp_ns=start_stamp,
-            published=stats.published,
-            lateness_ms=stats.lateness_ms(),
-        )
+        with self._lock:
+            self._playing = (loop_pass, start_stamp, stats)
+        self._report()
+
+    def _report(self) -> None:
+        with self._lock:
+            if self._playing is None:
+                return
+            loop_pass, start_stamp, stats = self._playing
+            self._publish_status(
+                "playing",
+                loop_pass=loop_pass,
+                start_stamp_ns=start_stamp,
+                published=dict(stats.published),
+                lateness_ms=stats.lateness_ms(),
+            )
 
     def _wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.p["wait_for_subscribers"]
