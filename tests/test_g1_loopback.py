@@ -28,6 +28,7 @@ from dit4dit_policy.g1 import (
     lowstate_crc,
 )
 from dit4dit_policy.g1.link import WRITER_QOS, join_domain, leave_domain
+from dit4dit_policy.g1.robot_side import CommandMixer, MotorCommand
 from dit4dit_policy.joint_table import load_joint_table
 
 TIMEOUT = 5.0
@@ -220,3 +221,29 @@ def test_program_duration_and_bad_interface(dds_domain):
     proc = _program("--domain", str(dds_domain), "--interface", "nosuch0")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "nosuch0" in err
+
+
+def test_when_lowcmd_arrives_expect_it_to_drive_every_motor_from_then_on_whatever_arm_sdk_says(joint_table):
+    """The robot-side arbitration the loopback robot and the simulator share (g1.robot_side.CommandMixer)."""
+    n = len(joint_table.names)
+    mixer = CommandMixer(joint_table)
+    q, dq = np.zeros(n), np.zeros(n)
+    hold = np.clip(joint_table.column("kp") * joint_table.column("default_position"), -mixer.max_effort,
+                   mixer.max_effort)
+    np.testing.assert_allclose(mixer.law.effort(q, dq), hold)
+    assert (mixer.law.hold == 1).all()
+
+    def cmd(tau: float, weight: float = 1.0) -> MotorCommand:
+        z = np.zeros(n)
+        return MotorCommand(np.ones(n, bool), z, z, np.full(n, tau), z, z, weight)
+
+    mixer.arm_sdk(cmd(1.0))
+    upper = np.array([j.group in ("waist", "arm") for j in joint_table.joints])
+    np.testing.assert_allclose(mixer.law.effort(q, dq)[upper], 1.0)
+    np.testing.assert_allclose(mixer.law.effort(q, dq)[~upper], hold[~upper])
+    mixer.lowcmd(cmd(2.0))
+    mixer.arm_sdk(cmd(3.0))  # debug mode: rt/lowcmd keeps the whole body
+    np.testing.assert_allclose(mixer.law.effort(q, dq), 2.0)
+    assert (mixer.law.hold == 0).all()
+    mixer.clear()
+    np.testing.assert_allclose(mixer.law.effort(q, dq), hold)

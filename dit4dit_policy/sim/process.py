@@ -157,6 +157,10 @@ class SimProcess:
     def alive(self) -> bool:
         return self._proc.is_alive()
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def reset(self) -> dict[str, Any]:
         """New episode; the new task state (the /sim/task JSON object)."""
         return self._call("reset")
