@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 
 from dit4dit_policy.nodes.bridge_client import wait_for
@@ -47,8 +48,11 @@ def _run(group: ProcessGroup, sim: SimClient, wire: dict) -> None:
 
     sim.node.create_subscription(Image, "/camera/color/image_raw", on_image, qos_profile_sensor_data)
     sim.node.create_subscription(JointState, "/joint_states", joint_states.append, 10)
+    clock: list[ClockMsg] = []
+    sim.node.create_subscription(ClockMsg, "/clock", clock.append, 10)
 
-    group.start("sim", NodeSpec("g1_sim", params_files=["sim.yaml"], overrides=wire))
+    # use_sim_time only makes the simulator publish /clock: the other nodes stay on the wall clock.
+    group.start("sim", NodeSpec("g1_sim", params_files=["sim.yaml"], overrides={**wire, "use_sim_time": True}))
     sim.wait_for_sim(timeout=60)
     bridge = {
         **wire,
@@ -85,6 +89,9 @@ def _run(group: ProcessGroup, sim: SimClient, wire: dict) -> None:
     assert 0 <= arrival - stamps[-1] < 0.5
     js = joint_states[-1].header.stamp
     assert abs((js.sec + 1e-9 * js.nanosec) - stamps[-1]) < 1.0
+    ticks = np.array([c.clock.sec + 1e-9 * c.clock.nanosec for c in clock[-50:]])
+    assert len(ticks) == 50 and np.all(np.diff(ticks) > 0)
+    assert abs(ticks[-1] - stamps[-1]) < 0.5, "/clock and the image stamps are not the same time"
     image = np.frombuffer(bytes(last.data), np.uint8).reshape(120, 160, 3)
     assert image.std() > 10, "a blank image"
 

@@ -27,6 +27,10 @@ ROS side (on ROS_DOMAIN_ID, like every other node):
   new task state's JSON.
 - /clock (rosgraph_msgs/Clock) at clock_rate_hz when the standard `use_sim_time` parameter is
   true, carrying the same anchored simulated time. The node's own timers run on the steady clock.
+
+Physics and the robot's DDS side run in a child process (sim/process.py); the camera renders on a
+thread of this one. Start the safety bridge once /sim/task is there (SimClient.wait_for_sim), or
+give its activation time (activate_state_wait): building the model takes a few seconds.
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ SIM_PARAMS_FILE = "sim.yaml"
 SIM_SECTION = "g1_sim"
 
 
-def _real(name: str, value: object, low: float = -math.inf, high: float = math.inf, *, open_low: bool = False) -> None:
+def check_number(
+    name: str, value: object, low: float = -math.inf, high: float = math.inf, *, open_low: bool = False
+) -> None:
+    """ValueError naming `name` unless value is a finite real in [low, high] ((low, high] with open_low)."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > low if open_low else value >= low) and value <= high
     if not ok:
@@ -26,11 +29,12 @@ def _real(name: str, value: object, low: float = -math.inf, high: float = math.i
         raise ValueError(f"{name} must be a finite number in {bound}, {high}], got {value!r}")
 
 
-def _interval(name: str, pair: tuple[float, float], low: float = -math.inf, high: float = math.inf) -> None:
+def check_interval(name: str, pair: tuple[float, float], low: float = -math.inf, high: float = math.inf) -> None:
+    """ValueError naming `name` unless pair is [min, max] with low <= min <= max <= high."""
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise ValueError(f"{name} must be [min, max], got {pair!r}")
     for v in pair:
-        _real(name, v, low, high)
+        check_number(name, v, low, high)
     if not pair[0] <= pair[1]:
         raise ValueError(f"{name} must be [min, max] with min <= max, got {list(pair)}")
 
@@ -48,14 +52,14 @@ class TaskConfig:
     home_speed: float  # rad/s
 
     def __post_init__(self) -> None:
-        _interval("block_x", self.block_x, 0.0, 1.0)
-        _interval("block_y", self.block_y, -1.0, 1.0)
-        _interval("block_yaw", self.block_yaw, -math.pi, math.pi)
-        _real("success_distance", self.success_distance, 0.0, 0.1)
+        check_interval("block_x", self.block_x, 0.0, 1.0)
+        check_interval("block_y", self.block_y, -1.0, 1.0)
+        check_interval("block_yaw", self.block_yaw, -math.pi, math.pi)
+        check_number("success_distance", self.success_distance, 0.0, 0.1)
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        _real("home_tolerance", self.home_tolerance, 0.0, 1.0, open_low=True)
-        _real("home_speed", self.home_speed, 0.0, 10.0, open_low=True)
+        check_number("home_tolerance", self.home_tolerance, 0.0, 1.0, open_low=True)
+        check_number("home_speed", self.home_speed, 0.0, 10.0, open_low=True)
 
 
 PHYSICS_RATES = (500.0, 1000.0, 1500.0, 2000.0)
@@ -83,8 +87,8 @@ class SimConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 16 <= v <= 1920:
                 raise ValueError(f"{name} must be an integer in 16..1920, got {v!r}")
-        _real("camera_fovy", self.camera_fovy, 1.0, 170.0)
-        _real("camera_rate_hz", self.camera_rate_hz, 0.0, 120.0, open_low=True)
+        check_number("camera_fovy", self.camera_fovy, 1.0, 170.0)
+        check_number("camera_rate_hz", self.camera_rate_hz, 0.0, 120.0, open_low=True)
         if isinstance(self.mode_machine, bool) or not isinstance(self.mode_machine, numbers.Integral) or not (
             0 <= self.mode_machine <= 255
         ):

@@ -2,7 +2,8 @@
 
 Inputs: the measured joint positions, the block position (pelvis frame; the head camera sees the
 block) and whether the block has been touched (the block turns from red to green in the image).
-There is no timer and no hidden phase: the same inputs always give the same command.
+There is no timer and no hidden phase: the same inputs always give the same command. The table's
+place in the pelvis frame is scene.Layout's: the expert assumes the fixed base.
 
 1. A hand velocity field in the pelvis frame (positions of the hand sphere's centre):
    - not touched: go to the hover point above the block; as the hand comes horizontally within
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from dit4dit_policy.joint_table import JointTable
-from dit4dit_policy.sim.config import _interval, _real, section_params
+from dit4dit_policy.sim.config import check_interval, check_number, section_params
 from dit4dit_policy.sim.kinematics import ArmKinematics
 from dit4dit_policy.sim.physics import RIGHT_ARM
 from dit4dit_policy.sim.scene import Layout
@@ -73,10 +74,10 @@ class ExpertConfig:
     def __post_init__(self) -> None:
         for name in ("max_speed", "speed_radius", "start_speed", "start_gain", "gate_height", "damping", "lead_time",
                      "home_radius", "home_gain"):
-            _real(name, getattr(self, name), 0.0, 10.0, open_low=True)
+            check_number(name, getattr(self, name), 0.0, 10.0, open_low=True)
         for name in ("hover", "press", "clearance", "posture_gain"):
-            _real(name, getattr(self, name), 0.0, 10.0)
-        _interval("descend_radius", self.descend_radius, 0.0, 1.0)
+            check_number(name, getattr(self, name), 0.0, 10.0)
+        check_interval("descend_radius", self.descend_radius, 0.0, 1.0)
         if not self.descend_radius[0] < self.descend_radius[1]:
             raise ValueError(f"descend_radius must be [inner, outer], inner < outer, got {list(self.descend_radius)}")
 

@@ -13,7 +13,9 @@ memory. If the parent goes away, the child stops: the robot goes silent, and the
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from dit4dit_policy.sim.physics import G1Sim
 from dit4dit_policy.sim.simulator import SimulatedG1, Snapshot
 
 _METHODS = ("reset", "task_state", "stats")
+EVENT_QUEUE = 64  # ~2 s of camera snapshots
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,29 @@ def _stats(robot: SimulatedG1) -> dict[str, Any]:
     return {**s.__dict__, "slips": robot.slips, "sim_time": robot.sim.time, "running": robot.running}
 
 
+def _send_events(outbox: queue.Queue, events) -> None:
+    while True:
+        item = outbox.get()
+        if item is None:
+            return
+        try:
+            events.send(item)
+        except (BrokenPipeError, OSError):
+            return  # the parent is gone; the call pipe tells the main loop
+
+
 def _serve(conn, events, spec: SimSpec, clock) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the robot goes
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    send_lock = threading.Lock()  # events come from the physics loop and from reset()
+    # The physics loop never blocks on the pipe (a stalled parent would silence the robot): events
+    # go through a bounded queue to a sender thread, and are dropped when it is full.
+    outbox: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE)
+    sender = threading.Thread(target=_send_events, args=(outbox, events), name="g1_sim_events", daemon=True)
+    sender.start()
 
     def emit(kind: str, value: Any) -> None:
-        with send_lock:
-            try:
-                events.send((kind, value))
-            except (BrokenPipeError, OSError):
-                pass  # the parent is gone; the call pipe tells the main loop
+        with contextlib.suppress(queue.Full):
+            outbox.put_nowait((kind, value))
 
     try:
         robot = SimulatedG1(
@@ -93,10 +108,11 @@ def _serve(conn, events, spec: SimSpec, clock) -> None:
             robot.stop()
         except RuntimeError as e:  # the loop had died: say why in the final stats
             error = e
-        try:
+        with contextlib.suppress(queue.Full):  # full only if the sender is gone with the parent
+            outbox.put(None, timeout=2.0)
+        sender.join(2.0)
+        with contextlib.suppress(BrokenPipeError, OSError):
             conn.send(("ok", {**_stats(robot), "error": None if error is None else repr(error.__cause__ or error)}))
-        except (BrokenPipeError, OSError):
-            pass
 
 
 class SimProcess:
