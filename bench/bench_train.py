@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -125,7 +126,9 @@ def main() -> None:
         result = {
             "preset": args.preset,
             "parameters": model.param_counts(),
-            "device": torch.cuda.get_device_name(procs.device) if procs.device.type == "cuda" else platform.processor(),
+            "device": torch.cuda.get_device_name(procs.device)
+            if procs.device.type == "cuda"
+            else f"{platform.machine()} CPU, {os.cpu_count()} cores",
             "processes": procs.world,
             "parallel": args.parallel if procs.world > 1 else None,
             "precision": args.precision,

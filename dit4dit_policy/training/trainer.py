@@ -182,10 +182,11 @@ class _Run:
                     row["elapsed_s"] = time.perf_counter() - began
                 if cfg.validation.every and (done % cfg.validation.every == 0 or done == steps):
                     row |= self._validate()
-                if done % cfg.output.checkpoint_every == 0 or done == steps:
-                    self._checkpoint(done)
+                # The row before the checkpoint: a resume from it keeps the rows up to its step.
                 if row and procs.is_main:
                     self.folder.append_metrics({"step": done, **row})
+                if done % cfg.output.checkpoint_every == 0 or done == steps:
+                    self._checkpoint(done)
                 self.progress.step(done, row)
         return TrainResult(run_dir=self.folder.path, step=steps, checkpoint=self.folder.checkpoint(steps))
 
