@@ -4,7 +4,8 @@ Starts the recorder node as its own process; this process publishes two 640x480 
 30 Hz, joint states at 500 Hz (the whole joint table) and operator commands at 50 Hz, for
 --seconds, into one episode. Reports what was sent, received, dropped and written, the bytes and
 frames per second that reached the bag, the recorder's queue high-water mark, CPU and peak memory,
-and how long the stop service took (draining the queue and finishing the bag). The bag is read
+how long the last messages took to arrive after streaming ended, and how long the stop service
+took (draining the queue and finishing the bag). The bag is read
 back with rosbags' AnyReader and checked against episode.json, then deleted (--keep keeps it).
 
     python bench/bench_recorder.py [--seconds 60] [--json out.json] [--output-dir DIR] [--keep]
@@ -13,6 +14,7 @@ back with rosbags' AnyReader and checked against episode.json, then deleted (--k
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from rosbags.highlevel import AnyReader
 
+from dit4dit_policy.nodes.bridge_client import wait_for
 from dit4dit_policy.nodes.recorder_client import RecorderClient
 from dit4dit_policy.recording import episode_folder, next_episode_index, read_episode
 from dit4dit_policy.runner import NodeSpec, ProcessGroup
@@ -56,9 +59,10 @@ def main() -> None:
 
     out = args.output_dir or Path(tempfile.mkdtemp(prefix="bench_recorder_"))
     domain = random.randint(1, 100)
-    overrides = {"output_dir": str(out), "topics.images": CAMERAS, "status_rate": 1.0}
+    overrides = {"output_dir": str(out), "topics.images": CAMERAS, "status_rate": 5.0}
     client = RecorderClient(domain, images=CAMERAS)
     samples: list[dict[str, str]] = []
+    loads: list[float] = []  # the machine is shared: how busy it was tells how far to trust the figures
     with ProcessGroup(env={"ROS_DOMAIN_ID": str(domain)}, log_dir=out / "logs") as group:
         recorder = group.start("recorder", NodeSpec("recorder", params_files=["recorder.yaml"], overrides=overrides))
         try:
@@ -73,11 +77,19 @@ def main() -> None:
             def sample() -> None:
                 while not done.wait(1.0):
                     samples.append(client.last_status())
+                    loads.append(os.getloadavg()[0])
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             sent = client.stream(args.seconds, camera_hz=30.0, image_size=(480, 640), joint_hz=500.0, command_hz=50.0)
             streamed = time.monotonic() - t0
+            # Reliable delivery repairs a lost sample at the writer's next heartbeat: stopping at once
+            # would cut off what is still in flight. Wait (bounded) until the recorder saw all that was sent.
+            settle_t = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                wait_for(lambda: all(client.last_status().get(f"received.{t}") == str(n) for t, n in sent.items()),
+                         10.0, "the recorder to receive everything sent")
+            settle_s = time.monotonic() - settle_t
             done.set()
             sampler.join()
             stop_t = time.monotonic()
@@ -101,6 +113,7 @@ def main() -> None:
     frames = sum(recorded[c] for c in CAMERAS)
     figures = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_1min_during_run": f"mean {sum(loads) / len(loads):.1f}, max {max(loads):.1f}",
         "seconds_streamed": round(streamed, 2),
         "episode_duration_s": round(duration, 2),
         "sent": sent,
@@ -116,6 +129,7 @@ def main() -> None:
         "queue_peak_bytes": max(int(s.get("queue_peak_bytes", 0)) for s in samples) if samples else None,
         "recorder_cpu_percent_of_one_core": round(100 * cpu / streamed, 1),
         "recorder_peak_rss_mb": round(rss / 1e6, 1),
+        "delivery_wait_after_streaming_s": round(settle_s, 2),
         "stop_service_s": round(stop_s, 3),
         "episode_status": info.status,
     }

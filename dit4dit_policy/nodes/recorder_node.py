@@ -57,9 +57,9 @@ _MESSAGE_CLASSES = {
     "sensor_msgs/msg/JointState": JointState,
     "std_msgs/msg/String": String,
 }
-# Reader history (messages): about 1/3 s of a 30 Hz camera, 2 s of 500 Hz joint states, before
-# the middleware replaces what the executor has not taken yet.
-_IMAGE_DEPTH, _DEPTH = 10, 1000
+# Reader history (messages): 1 s of a 30 Hz camera, 2 s of 500 Hz joint states that the middleware
+# holds while the executor is starved of CPU, before it replaces the oldest (lost, and uncounted).
+_IMAGE_DEPTH, _DEPTH = 30, 1000
 _DISCOVERY_PERIOD = 0.5
 
 
