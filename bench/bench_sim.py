@@ -2,7 +2,8 @@
 
 1. Offline (one thread, as fast as it goes): the expert drives the arm through the safety limiter
    (dit4dit_policy.sim.harness) while the head camera renders every 1/camera_rate_hz of simulated
-   time: real-time factor, physics step time, render time per frame.
+   time: real-time factor, physics step time, render time per frame; then the render time at other
+   camera sizes.
 2. Real time (as the g1_sim node runs it, without ROS): the simulation process (physics + the
    robot's DDS side) and the frame renderer in this process for --seconds: real-time factor,
    LowState_ rate, real-time slips, frames rendered and dropped, CPU of both processes.
@@ -28,7 +29,7 @@ from rich.table import Table
 
 from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.sim.camera import gl_backend
-from dit4dit_policy.sim.config import load_sim_configs
+from dit4dit_policy.sim.config import SimConfig, load_sim_configs
 from dit4dit_policy.sim.expert import ReachExpert, load_expert_config
 from dit4dit_policy.sim.harness import ExpertHarness
 from dit4dit_policy.sim.physics import G1Sim, sim_model
@@ -53,7 +54,7 @@ def offline(sim_seconds: float, seed: int) -> dict:
     while sim.time - start_sim < sim_seconds:
         if sim.task.done:
             sim.reset()
-        harness._tick()
+        harness.tick()
         if sim.time >= next_frame:
             t0 = time.perf_counter()
             sim.render()
@@ -78,6 +79,23 @@ def offline(sim_seconds: float, seed: int) -> dict:
         "frames": len(r),
         "render_share_of_wall": float(r.sum() / 1e3 / wall),
     }
+
+
+def render_sweep(sizes: list[tuple[int, int]], frames: int = 60) -> dict:
+    """Render time per frame of the head camera at other resolutions (same scene, same state)."""
+    sim_config, task = load_sim_configs()
+    out = {}
+    for width, height in sizes:
+        sim = G1Sim(SimConfig(**{**sim_config.__dict__, "camera_width": width, "camera_height": height}), task)
+        sim.render()
+        times = []
+        for _ in range(frames):
+            t0 = time.perf_counter()
+            sim.render()
+            times.append(time.perf_counter() - t0)
+        sim.close()
+        out[f"{width}x{height}"] = float(np.percentile(times, 50) * 1e3)
+    return out
 
 
 def realtime(seconds: float) -> dict:
@@ -153,12 +171,13 @@ def main() -> None:
     }
     console.print("offline run ...")
     figures["offline"] = offline(args.sim_seconds, args.seed)
+    figures["render_ms_p50_by_size"] = render_sweep([(64, 48), (160, 120), (320, 240), (640, 480)])
     console.print("real-time run ...")
     figures["realtime"] = realtime(args.seconds)
     console.print(f"expert over {args.episodes} episodes ...")
     figures["expert"] = expert_episodes(args.episodes, args.seed)
 
-    for part in ("offline", "realtime", "expert"):
+    for part in ("offline", "render_ms_p50_by_size", "realtime", "expert"):
         table = Table(title=part)
         table.add_column("figure")
         table.add_column("value", justify="right")

@@ -60,7 +60,6 @@ class ExpertNode(Node):
         self._task: tuple[np.ndarray, bool, int] | None = None
         self._task_time = -np.inf
         self._episode = None
-        self.commands_sent = 0
         self._pub = self.create_publisher(JointState, p["topics.command"], 10)
         self.create_subscription(JointState, p["topics.joint_states"], self._on_joints, 10)
         self.create_subscription(String, p["topics.task"], self._on_task, 10)
@@ -105,7 +104,6 @@ class ExpertNode(Node):
         msg = JointState(name=list(self.expert.joint_names), position=targets.tolist())
         msg.header.stamp = self.get_clock().now().to_msg()
         self._pub.publish(msg)
-        self.commands_sent += 1
 
 
 def main(args: list[str] | None = None) -> None:

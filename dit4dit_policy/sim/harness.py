@@ -18,6 +18,7 @@ from dit4dit_policy.sim.expert import ReachExpert
 from dit4dit_policy.sim.physics import RIGHT_ARM, G1Sim
 
 BRIDGE_RATE_HZ = 500.0
+EXPERT_RATE_HZ = 50.0  # as config/expert.yaml rate_hz
 WEIGHT_RAMP_TIME = 2.0  # s, as config/bridge.yaml weight_ramp_time
 SETTLE_TIME = 3.0  # s: longer than the bridge's start-up ramp and weight ramp (2 s each)
 
@@ -33,23 +34,19 @@ class EpisodeResult:
 
 
 class ExpertHarness:
-    def __init__(self, sim: G1Sim, expert: ReachExpert, expert_rate_hz: float = 50.0) -> None:
-        if not 0 < expert_rate_hz <= BRIDGE_RATE_HZ:
-            raise ValueError(f"expert_rate_hz must be in (0, {BRIDGE_RATE_HZ}], got {expert_rate_hz!r}")
+    def __init__(self, sim: G1Sim, expert: ReachExpert) -> None:
         self.sim = sim
         self.expert = expert
         self.limiter = SafetyLimiter(sim.table, SafetyConfig(mode="arm_sdk"))
         self.mixer = CommandMixer(sim.table)
-        substeps = sim.config.physics_rate_hz / BRIDGE_RATE_HZ
-        if abs(substeps - round(substeps)) > 1e-9:
-            raise ValueError(f"physics_rate_hz must be a multiple of {BRIDGE_RATE_HZ:g} Hz for the harness")
-        self._substeps = round(substeps)
-        self._expert_every = max(1, round(BRIDGE_RATE_HZ / expert_rate_hz))
+        self._substeps = round(sim.config.physics_rate_hz / BRIDGE_RATE_HZ)
+        self._expert_every = round(BRIDGE_RATE_HZ / EXPERT_RATE_HZ)
         self._ticks = 0
         self._weight = 0.0
         self._enabled = False
 
-    def _tick(self, stay_home: bool = False) -> None:
+    def tick(self, stay_home: bool = False) -> None:
+        """One bridge period (2 ms): the expert every 10th, the limiter, the physics."""
         sim, lim = self.sim, self.limiter
         now = sim.time
         r = sim.reading()
@@ -78,7 +75,7 @@ class ExpertHarness:
         compensation, sag to where they stay.
         """
         for _ in range(round(seconds * BRIDGE_RATE_HZ)):
-            self._tick(stay_home=True)
+            self.tick(stay_home=True)
 
     def run_episode(self, timeout: float = 20.0) -> EpisodeResult:
         """Reset, then run until the episode is done or `timeout` s of simulated time pass (settles first
@@ -92,7 +89,7 @@ class ExpertHarness:
         before = dict(self.limiter.status(sim.time).clamped)
         start = sim.time
         while not sim.task.done and sim.time - start < timeout:
-            self._tick()
+            self.tick()
             if self.limiter.state not in (SafetyState.RAMP, SafetyState.ACTIVE):
                 raise RuntimeError(f"the limiter left RAMP/ACTIVE: {self.limiter.status(sim.time).as_dict()}")
         after = self.limiter.status(sim.time).clamped

@@ -90,29 +90,21 @@ def robot_spec() -> mujoco.MjSpec:
     return spec
 
 
-def hand_radius(spec_or_model) -> float:
+def hand_radius(model: mujoco.MjModel) -> float:
     """Radius of the right hand's collision sphere."""
-    if isinstance(spec_or_model, mujoco.MjModel):
-        body = spec_or_model.body(HAND_BODY).id
-        return float(
-            max(
-                spec_or_model.geom_size[g][0]
-                for g in range(spec_or_model.ngeom)
-                if spec_or_model.geom_bodyid[g] == body and spec_or_model.geom_contype[g]
-            )
-        )
-    hand = spec_or_model.body(HAND_BODY)
-    return float(next(g.size[0] for g in hand.geoms if g.contype))
+    body = model.body(HAND_BODY).id
+    return float(max(model.geom_size[g][0] for g in range(model.ngeom)
+                     if model.geom_bodyid[g] == body and model.geom_contype[g]))
 
 
 def build_model(
     table: JointTable,
     *,
-    fixed_base: bool = True,
-    timestep: float = 0.002,
-    camera_width: int = 160,
-    camera_height: int = 120,
-    camera_fovy: float = 42.5,
+    fixed_base: bool,
+    timestep: float,
+    camera_width: int,
+    camera_height: int,
+    camera_fovy: float,
     layout: Layout | None = None,
 ) -> mujoco.MjModel:
     """The simulation model. Actuator i drives table joint i."""
