@@ -9,7 +9,7 @@ not depend on the number of processes (only on the global batch).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dit4dit_policy.data.dataset import TrainingDataset, open_training_dataset
 from dit4dit_policy.model.config import ModelConfig
 from dit4dit_policy.model.text import CachedTextEncoder
 from dit4dit_policy.training.config import TrainConfig
-
-Reader = Callable[..., Any]  # open_training_dataset(root, cfg, *, episodes=None) -> TrainingDataset
-
-
-def default_reader() -> Reader:
-    """The project's dataset reader, imported only when a run starts."""
-    try:
-        from dit4dit_policy.data.dataset import open_training_dataset
-    except ImportError as e:
-        raise RuntimeError(f"the dataset reader dit4dit_policy.data.dataset is not available: {e}") from e
-    return open_training_dataset
 
 
 def seed_of(*key: int) -> int:
@@ -54,15 +44,13 @@ def seeded_subset(size: int, count: int, seed: int, stream: int) -> list[int]:
     return torch.randperm(size, generator=g)[:count].tolist()
 
 
-def open_datasets(cfg: TrainConfig, model_cfg: ModelConfig, reader: Reader | None) -> tuple[Any, Any | None]:
+def open_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[TrainingDataset, TrainingDataset | None]:
     """(training set, validation set or None); the held-out episodes are named by
-    `validation.episodes` (the last N, or a list of ids), the rest train. `reader`: None for
-    `default_reader()`."""
+    `validation.episodes` (the last N, or a list of ids), the rest train."""
     root = Path(cfg.data.root)
     if not root.exists():
         raise FileNotFoundError(f"data.root {str(root)!r} does not exist")
-    reader = reader or default_reader()
-    everything = reader(root, model_cfg)
+    everything = open_training_dataset(root, model_cfg)
     episodes = list(everything.episodes)
     held = cfg.validation.episodes
     if isinstance(held, list):
@@ -75,8 +63,8 @@ def open_datasets(cfg: TrainConfig, model_cfg: ModelConfig, reader: Reader | Non
     train_episodes = [e for e in episodes if e not in val_episodes]
     if not train_episodes:
         raise ValueError(f"validation.episodes holds out all {len(episodes)} episodes of {root}; none left to train")
-    train = reader(root, model_cfg, episodes=train_episodes) if val_episodes else everything
-    val = reader(root, model_cfg, episodes=val_episodes) if val_episodes else None
+    train = open_training_dataset(root, model_cfg, episodes=train_episodes) if val_episodes else everything
+    val = open_training_dataset(root, model_cfg, episodes=val_episodes) if val_episodes else None
     if len(train) < cfg.train.batch_size:
         raise ValueError(
             f"{root} has {len(train)} training samples, fewer than train.batch_size {cfg.train.batch_size}"

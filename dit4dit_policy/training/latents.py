@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import torch
 
+from dit4dit_policy.data.dataset import TrainingDataset
 from dit4dit_policy.model.dit4dit import DiT4DiT
 from dit4dit_policy.training.distributed import Processes
 
 
 @torch.no_grad()
-def measure_latent_stats(model: DiT4DiT, dataset, indices: list[int], procs: Processes, batch: int) -> None:
+def measure_latent_stats(
+    model: DiT4DiT, dataset: TrainingDataset, indices: list[int], procs: Processes, batch: int
+) -> None:
     """Set the model's latent mean/std to those of the VAE's latents of the frames of `indices`
     (every process passes the same list and encodes its share; the sums are pooled)."""
     video = model.video

@@ -57,8 +57,8 @@ class TrainProgress:
         if self.live:
             self._bar.update(self._task, completed=step, **({"status": text} if text else {}))
         elif text:
-            self.console.print(f"step {step}: {text}", highlight=False)
+            self.console.print(f"step {step}: {text}", highlight=False, soft_wrap=True)
 
     def note(self, message: str) -> None:
         if self.enabled:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)

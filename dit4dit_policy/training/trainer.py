@@ -27,7 +27,6 @@ from dit4dit_policy.training.config import TrainConfig, config_differences
 from dit4dit_policy.training.data import (
     LATENT_STATS_STREAM,
     DeviceText,
-    Reader,
     StepBatches,
     loader,
     open_datasets,
@@ -49,15 +48,12 @@ class TrainResult:
     checkpoint: Path  # the newest checkpoint
 
 
-def train(
-    cfg: TrainConfig, *, resume: bool = False, reader: Reader | None = None, console: Console | None = None
-) -> TrainResult:
+def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> TrainResult:
     """Train as `cfg` says, writing the run folder `cfg.output.dir`. A folder that already holds a
-    run is continued only with `resume=True` (from its newest checkpoint, with the same config).
-    `reader`: the dataset reader (default: `dit4dit_policy.data.dataset.open_training_dataset`)."""
+    run is continued only with `resume=True` (from its newest checkpoint, with the same config)."""
     procs = Processes.start(cfg.train.device)
     try:
-        return _Run(cfg, procs, resume, reader, console).run()
+        return _Run(cfg, procs, resume, console).run()
     finally:
         procs.close()
 
@@ -90,9 +86,7 @@ def _check_folder(cfg: TrainConfig, run: RunFolder, resume: bool) -> tuple[int |
 
 
 class _Run:
-    def __init__(
-        self, cfg: TrainConfig, procs: Processes, resume: bool, reader: Reader | None, console: Console | None
-    ):
+    def __init__(self, cfg: TrainConfig, procs: Processes, resume: bool, console: Console | None):
         self.cfg, self.procs = cfg, procs
         self.folder = RunFolder(cfg.output.dir)
         resume_step, problem = _check_folder(cfg, self.folder, resume)
@@ -101,7 +95,7 @@ class _Run:
         # Everything that can fail on bad input (preset, dataset, text encoder, checkpoint) comes
         # before the first write, so a run that cannot start leaves no folder behind to refuse later.
         self.model_cfg = load_preset(cfg.model.preset)
-        self.train_set, self.val_set = open_datasets(cfg, self.model_cfg, reader)
+        self.train_set, self.val_set = open_datasets(cfg, self.model_cfg)
         self.norm_stats = self.train_set.norm_stats
         self.encoder = build_text_encoder(self.model_cfg.text.encoder_config(**cfg.model.text))
         self.model = self._model(resume_step)

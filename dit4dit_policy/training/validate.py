@@ -14,6 +14,7 @@ from itertools import groupby
 import numpy as np
 import torch
 
+from dit4dit_policy.data.dataset import TrainingDataset
 from dit4dit_policy.model.dit4dit import DiT4DiT
 from dit4dit_policy.model.inference import ChunkNoise, ReferenceInference
 from dit4dit_policy.model.text import TextEncoder
@@ -42,7 +43,7 @@ def spread(n: int, samples: int) -> list[int]:
 
 def validate(
     model: DiT4DiT,
-    dataset,
+    dataset: TrainingDataset,
     indices: list[int],
     norm_stats: NormStats,
     text_encoder: TextEncoder,
