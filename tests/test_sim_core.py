@@ -269,7 +269,8 @@ def test_when_the_hand_reaches_the_block_expect_success_latched_and_block_green(
 
 def test_when_settings_are_bad_expect_errors_naming_them(configs):
     sim_config, task = configs
-    for field, value in (("physics_rate_hz", 400.0), ("camera_width", 8), ("camera_fovy", 0.0), ("mode_machine", 256)):
+    for field, value in (("physics_rate_hz", 400.0), ("camera_width", 8), ("camera_fovy", 0.0), ("mode_machine", 256),
+                         ("realtime_priority", 100)):
         with pytest.raises(ValueError, match=field):
             SimConfig(**{**sim_config.__dict__, field: value})
     for field, value in (("block_x", (0.4, 0.3)), ("success_distance", -1.0), ("seed", -1), ("block_yaw", (0, 9))):

@@ -28,7 +28,9 @@ def snapshots() -> list:
 
 @pytest.fixture
 def robot(dds_domain, snapshots):
-    with SimulatedG1(G1Sim(*load_sim_configs()), dds_domain, "lo", on_snapshot=snapshots.append) as sim:
+    # Ordinary scheduling: no real-time thread inside the test process.
+    configs = load_sim_configs(realtime_priority=0)
+    with SimulatedG1(G1Sim(*configs), dds_domain, "lo", on_snapshot=snapshots.append) as sim:
         yield sim
 
 

@@ -71,7 +71,7 @@ def _run(group: ProcessGroup, sim: SimClient, wire: dict) -> None:
     for _ in range(2):
         task = sim.reset()
         assert not task["success"] and task["at_home"]
-        outcome = sim.wait_for_outcome(timeout=30)
+        outcome = sim.wait_for_outcome(timeout=60)  # ~9 s when the machine is not overloaded
         group.check_alive()
         assert outcome.episode == task["episode"]
         assert outcome.success and outcome.done, f"episode {outcome.episode} not done: {outcome.task}"
@@ -80,18 +80,22 @@ def _run(group: ProcessGroup, sim: SimClient, wire: dict) -> None:
     with lock:
         received = list(images)
     assert len(received) > 30
-    arrival, last = received[-1]
+    last = received[-1][1]
     assert (last.width, last.height, last.encoding, last.step) == (160, 120, "rgb8", 480)
     assert last.header.frame_id == "d435_link"
     stamps = np.array([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for _, m in received])
+    arrivals = np.array([t for t, _ in received])
     assert np.all(np.diff(stamps) > 0)
-    # Wall-anchored simulated time: an image arrives shortly after its stamp, like /joint_states.
-    assert 0 <= arrival - stamps[-1] < 0.5
+    # Simulated time anchored to the wall clock: every image arrives after its stamp, and the
+    # stamps, /clock and the bridge's /joint_states share one time base (simulated time from zero
+    # would be ~1.8e9 s off; the bound only allows for a loaded machine's delays).
+    assert np.all(arrivals >= stamps)
+    assert np.all(arrivals - stamps < 10.0)
     js = joint_states[-1].header.stamp
-    assert abs((js.sec + 1e-9 * js.nanosec) - stamps[-1]) < 1.0
+    assert abs((js.sec + 1e-9 * js.nanosec) - stamps[-1]) < 10.0
     ticks = np.array([c.clock.sec + 1e-9 * c.clock.nanosec for c in clock[-50:]])
     assert len(ticks) == 50 and np.all(np.diff(ticks) > 0)
-    assert abs(ticks[-1] - stamps[-1]) < 0.5, "/clock and the image stamps are not the same time"
+    assert abs(ticks[-1] - stamps[-1]) < 10.0, "/clock and the image stamps are not the same time"
     image = np.frombuffer(bytes(last.data), np.uint8).reshape(120, 160, 3)
     assert image.std() > 10, "a blank image"
 

@@ -57,6 +57,7 @@ from dit4dit_policy.g1.messages import (
 )
 from dit4dit_policy.joint_table import JointTable
 from dit4dit_policy.motor_targets import MotorTargets
+from dit4dit_policy.periodic import make_realtime
 
 GRAVITY = 9.81
 MAX_COMMANDS_PER_WAKE = 256
@@ -218,7 +219,9 @@ class RobotOnDds(ABC):
         mode_machine: int,
         table: JointTable,
         hold_q: np.ndarray | None = None,
+        realtime_priority: int = 0,
     ) -> None:
+        """realtime_priority: SCHED_FIFO priority of the loop thread (0: ordinary scheduling)."""
         if not 0 <= domain_id <= MAX_DOMAIN_ID:
             raise ValueError(f"domain_id {domain_id!r} outside 0..{MAX_DOMAIN_ID}")
         check_network_interface(network_interface)
@@ -226,6 +229,10 @@ class RobotOnDds(ABC):
             raise ValueError(f"rate_hz must be in (0, 2000], got {rate_hz!r}")
         if not 0 <= mode_machine <= 255:
             raise ValueError(f"mode_machine must be a uint8 (0..255), got {mode_machine!r}")
+        if not 0 <= realtime_priority <= 99:
+            raise ValueError(f"realtime_priority must be in 0..99 (0: ordinary scheduling), got {realtime_priority!r}")
+        self.realtime_priority = realtime_priority
+        self.realtime = False  # whether the loop thread got SCHED_FIFO
         self.domain_id = domain_id
         self.network_interface = network_interface
         self.rate_hz = float(rate_hz)
@@ -357,6 +364,7 @@ class RobotOnDds(ABC):
 
     def _run(self, writer: DataWriter, readers: dict[str, DataReader], waitset: WaitSet) -> None:
         period = 1.0 / self.rate_hz
+        self.realtime = make_realtime(self.realtime_priority)
         try:
             next_tick = time.monotonic()
             while not self._stop.is_set():

@@ -102,6 +102,11 @@ class SimNode(Node):
         self.renderer.start()
         self.sim = SimProcess(self.spec, on_snapshot=self.renderer.submit, on_task_change=self._on_task_change)
         c = self.spec.sim
+        if c.realtime_priority > 0 and not self.sim.stats()["realtime"]:
+            self.get_logger().warning(
+                f"physics loop did not get SCHED_FIFO priority {c.realtime_priority} (needs CAP_SYS_NICE or an rtprio "
+                "limit): on a busy machine the simulation may stall and the bridge fault"
+            )
         self.get_logger().info(
             f"G1 simulator on DDS domain {self.spec.domain_id}: {'fixed' if c.fixed_base else 'floating'} base, "
             f"physics {c.physics_rate_hz:g} Hz, camera {c.camera_width}x{c.camera_height} at {c.camera_rate_hz:g} Hz "

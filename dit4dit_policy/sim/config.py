@@ -76,6 +76,7 @@ class SimConfig:
     camera_fovy: float  # deg
     camera_rate_hz: float
     mode_machine: int
+    realtime_priority: int
 
     def __post_init__(self) -> None:
         if self.physics_rate_hz not in PHYSICS_RATES:
@@ -93,6 +94,9 @@ class SimConfig:
             0 <= self.mode_machine <= 255
         ):
             raise ValueError(f"mode_machine must be a uint8 (0..255), got {self.mode_machine!r}")
+        p = self.realtime_priority
+        if isinstance(p, bool) or not isinstance(p, numbers.Integral) or not 0 <= p <= 99:
+            raise ValueError(f"realtime_priority must be an integer in 0..99 (0: ordinary scheduling), got {p!r}")
 
     @property
     def timestep(self) -> float:
@@ -128,6 +132,7 @@ def sim_configs(p: dict[str, Any]) -> tuple[SimConfig, TaskConfig]:
         camera_fovy=p["camera.fovy"],
         camera_rate_hz=p["camera.rate_hz"],
         mode_machine=p["mode_machine"],
+        realtime_priority=p["realtime_priority"],
     )
     task = TaskConfig(
         block_x=tuple(p["task.block_x"]),

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dit4dit_policy.periodic import make_realtime
 from dit4dit_policy.sim.config import SimConfig, TaskConfig
 from dit4dit_policy.sim.physics import G1Sim
 from dit4dit_policy.sim.simulator import SimulatedG1, Snapshot
@@ -44,7 +45,8 @@ def _task_dict(robot: SimulatedG1, state) -> dict[str, Any]:
 
 def _stats(robot: SimulatedG1) -> dict[str, Any]:
     s = robot.stats()
-    return {**s.__dict__, "slips": robot.slips, "sim_time": robot.sim.time, "running": robot.running}
+    return {**s.__dict__, "slips": robot.slips, "sim_time": robot.sim.time, "running": robot.running,
+            "realtime": robot.realtime}
 
 
 def _send_events(outbox: queue.Queue, events) -> None:
@@ -61,6 +63,9 @@ def _send_events(outbox: queue.Queue, events) -> None:
 def _serve(conn, events, spec: SimSpec, clock) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the robot goes
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Just below the physics loop: the DDS threads created from here on inherit it, so a busy
+    # machine cannot starve the robot's side of the wire while the bridge (real-time too) waits on it.
+    make_realtime(max(0, spec.sim.realtime_priority - 1))
     # The physics loop never blocks on the pipe (a stalled parent would silence the robot): events
     # go through a bounded queue to a sender thread, and are dropped when it is full.
     outbox: queue.Queue = queue.Queue(maxsize=EVENT_QUEUE)

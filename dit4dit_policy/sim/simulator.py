@@ -59,7 +59,9 @@ class SimulatedG1(RobotOnDds):
         shared_clock=None,
     ) -> None:
         """shared_clock: anything with a float `value` (a multiprocessing.Value), set to the latest stamp."""
-        super().__init__(domain_id, network_interface, STATE_RATE_HZ, sim.config.mode_machine, sim.table, sim.home)
+        c = sim.config
+        super().__init__(domain_id, network_interface, STATE_RATE_HZ, c.mode_machine, sim.table, sim.home,
+                         c.realtime_priority)
         self.sim = sim
         self._substeps = round(sim.config.physics_rate_hz / STATE_RATE_HZ)
         self._tick_dt = self._substeps * sim.config.timestep
