@@ -19,7 +19,12 @@ from dit4dit_policy.runtime.artifacts import FORMATS, PRECISIONS
 
 # Subcommands that live beside the code they drive: each module has `register(subparsers)`, which
 # adds its parsers (with `run` set) and imports nothing heavy until a command runs.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("dit4dit_policy.data.cli", "dit4dit_policy.training.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "dit4dit_policy.data.cli",
+    "dit4dit_policy.training.cli",
+    "dit4dit_policy.evaluation.cli",
+    "dit4dit_policy.sim_session",
+)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -1,9 +1,11 @@
-"""The stack's main job on its embedded default: the safety bridge against the loopback G1.
+"""The stack's main job on its embedded default: the simulated G1, the safety bridge and the policy
+node serving the default checkpoint, for a number of randomised reach-and-touch episodes.
 
-Starts the loopback robot and the bridge node as separate processes (the same executables and
-parameter files `ros2 launch` would use), then plays a policy: a smooth arm motion, hostile
-commands, silence (watchdog), an e-stop and a reset. Prints what the bridge accepted, rejected
-and clamped, what reached the wire, and what the robot received; writes a JSON report.
+Everything runs as it would next to the robot: separate processes started from the parameter files
+in config/ (what g1_sim.launch.py starts), the simulator speaking the G1's DDS protocol, the bridge
+limiting every command. Prints the success rate with its 95 % interval, the inference latency,
+control-loop and bridge figures and what the safety bridge had to do; writes a JSON report and a
+contact sheet (PNG) of the first episode's camera frames.
 """
 
 from __future__ import annotations
@@ -11,152 +13,213 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
-import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from PIL import Image as PILImage
 from rich.console import Console
 from rich.table import Table
-from std_srvs.srv import Trigger
+from sensor_msgs.msg import Image
 
-from dit4dit_policy.g1 import lowcmd_crc
-from dit4dit_policy.g1.tap import CommandTap
-from dit4dit_policy.joint_table import load_joint_table
+from dit4dit_policy.config import load_yaml
 from dit4dit_policy.nodes.bridge_client import BridgeClient, wait_for
-from dit4dit_policy.runner import NodeSpec, ProcessGroup
+from dit4dit_policy.nodes.policy_node import image_array
+from dit4dit_policy.sim_session import SessionSettings, progress, running_stack
 
-ARM = ["right_shoulder_pitch_joint", "right_shoulder_roll_joint", "right_elbow_joint"]
-ELBOW_SLOT = 25
-WEIGHT_SLOT = 29
-
-
-def _stream(client: BridgeClient, tap: CommandTap, seconds: float, target, rate: float = 50.0) -> None:
-    start = time.monotonic()
-    i = 0
-    while (t := time.monotonic() - start) < seconds:
-        client.command(ARM, target(t))
-        i += 1
-        if i % 5 == 0:
-            tap.poll()  # decoding is slow in Python: keep up rather than drain thousands later
-        time.sleep(max(0.0, start + i / rate - time.monotonic()))
+# Bridge states that mean it stopped following the policy: none may appear once episodes run.
+INTERVENING_STATES = ("hold", "damping", "stopped", "estop", "fault")
 
 
-def _state(client: BridgeClient) -> str:
-    return client.last_status().get("state", "?")
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % score interval of a success rate (sound at 0 and n, unlike the normal approximation)."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def run(report_path: Path, console: Console) -> dict:
-    table = load_joint_table()
-    elbow_max = table.joints[table.index("right_elbow_joint")].limits.max_position - table.soft_margin
-    dds_domain, ros_domain = random.randint(100, 232), random.randint(1, 100)
-    logs = Path(tempfile.mkdtemp(prefix="dit4dit_demo_"))
-    timeline: list[tuple[str, str]] = []
+def contact_sheet(frames: list[np.ndarray], columns: int, path: Path, scale: int = 2) -> Path:
+    """Frames (HxWx3 RGB, one size) tiled left to right, top to bottom."""
+    if not frames:
+        raise ValueError("no camera frames to draw")
+    h, w = frames[0].shape[:2]
+    rows = math.ceil(len(frames) / columns)
+    sheet = np.zeros((rows * h, min(columns, len(frames)) * w, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        r, c = divmod(i, columns)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = frame
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale)).save(path)
+    return path
 
-    def note(event: str, state: str) -> None:
-        timeline.append((event, state))
-        console.print(f"  {event:<58} bridge state: [bold]{state}[/bold]")
 
-    console.print(f"[bold]dit4dit_policy demo[/bold]: loopback G1 on DDS domain {dds_domain}, logs in {logs}")
-    with ProcessGroup(env={"ROS_DOMAIN_ID": str(ros_domain)}, log_dir=logs) as group:
-        group.start("robot", NodeSpec("loopback_robot", args=["--domain", str(dds_domain)]))
-        group.start(
-            "bridge",
-            NodeSpec(
-                "safety_bridge",
-                params_files=["bridge.yaml"],
-                overrides={"dds_domain": dds_domain, "autostart": True, "diagnostics_rate": 10.0},
-            ),
+class Watcher:
+    """What the demo reads off the ROS graph: policy status, bridge states, the first episode's frames."""
+
+    def __init__(self, bridge: BridgeClient, every: int):
+        self.policy: dict[str, str] = {}
+        self.states_seen: dict[str, int] = {}
+        self.frames: list[np.ndarray] = []
+        self.capture = False
+        self.watching = False
+        self._every, self._count = every, 0
+        self._lock = threading.Lock()
+        topics = load_yaml("policy.yaml")["policy_node"]["ros__parameters"]["topics"]
+        bridge.node.create_subscription(DiagnosticStatus, topics["status"], self._on_policy, 10)
+        bridge.node.create_subscription(DiagnosticStatus, bridge.topics["safety_status"], self._on_bridge, 10)
+        bridge.node.create_subscription(Image, topics["image"], self._on_image, 10)
+
+    def _on_policy(self, msg: DiagnosticStatus) -> None:
+        with self._lock:
+            self.policy = {"message": msg.message, **{kv.key: kv.value for kv in msg.values}}
+
+    def _on_bridge(self, msg: DiagnosticStatus) -> None:
+        if self.watching:
+            with self._lock:
+                state = msg.message.lower()
+                self.states_seen[state] = self.states_seen.get(state, 0) + 1
+
+    def _on_image(self, msg: Image) -> None:
+        if self.capture:
+            self._count += 1
+            if self._count % self._every == 1:
+                self.frames.append(image_array(msg)[0].copy())
+
+
+def _number(values: dict[str, str], key: str) -> float:
+    try:
+        return float(values[key])
+    except (KeyError, ValueError):
+        return math.nan
+
+
+def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
+    settings = SessionSettings.load()
+    cfg = settings.demo
+    if not (checkpoint / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint folder (no model.safetensors)")
+    started = time.monotonic()
+    results = []
+    with running_stack("policy", settings, checkpoint=checkpoint) as stack:
+        console.print(
+            f"[bold]dit4dit_policy demo[/bold]: simulated G1 (DDS domain {stack.dds_domain}), safety bridge, policy "
+            f"node with {checkpoint}; logs in {stack.logs}"
         )
-        client, tap = BridgeClient(ros_domain, name="demo_policy"), CommandTap(dds_domain)
-        try:
-            client.wait_for_bridge()
-            wait_for(lambda: len(tap.poll()) > 0 and client.status, 20, "the bridge's first LowCmd_")
-            note("bridge activated (no policy yet: ramp, then hold and damp)", _state(client))
+        sim, bridge = stack.sim, stack.bridge
+        watch = Watcher(bridge, int(cfg["contact_sheet_every"]))
+        wait_for(lambda: watch.policy.get("message") == "publishing", 120.0, "the policy node's first commands")
+        wait_for(
+            lambda: bridge.last_status().get("state", "").lower() == "active", 60.0, "the bridge to follow the policy"
+        )
+        clamps_before = {k: v for k, v in bridge.last_status().items() if k.startswith("clamped.")}
+        watch.watching = True
+        with progress(console) as bar:
+            task = bar.add_task("policy episodes", total=episodes, note="")
+            for k in range(episodes):
+                stack.check()
+                watch.capture = k == 0
+                sim.reset()
+                outcome = sim.wait_for_outcome(float(cfg["episode_timeout"]))
+                watch.capture = False
+                results.append(
+                    {
+                        "episode": outcome.episode,
+                        "success": outcome.success,
+                        "back_home": outcome.done,
+                        "touch_time": outcome.success_time,
+                        "wall_time": outcome.waited,
+                    }
+                )
+                wins = sum(r["success"] for r in results)
+                bar.update(task, advance=1, note=f"{wins}/{len(results)} touched")
+            watch.watching = False
+            time.sleep(0.5)  # one more status of each node, with the last episode in it
+            policy, status = dict(watch.policy), bridge.last_status()
+        stack.check()
 
-            _stream(client, tap, 4.0, lambda t: [0.3 * math.sin(1.5 * t), -0.2, 0.9 + 0.4 * math.sin(1.5 * t)])
-            note("4 s of smooth arm motion at 50 Hz", _state(client))
-
-            client.command(ARM, [0.0, -0.2, math.nan])
-            client.command(["right_elbow_joint", "tail_joint"], [0.9, 0.0])
-            client.command(["left_knee_joint"], [0.5])  # legs belong to the robot in arm_sdk mode
-            client.command(ARM, [0.0, -0.2, 0.9], stamp_offset=-5.0)
-            time.sleep(0.3)
-            note("NaN, unknown joint, leg, stale stamp: each rejected whole", _state(client))
-
-            _stream(client, tap, 2.0, lambda t: [0.0, -0.2, 5.0])
-            elbow_on_wire = max(s.motor_cmd[ELBOW_SLOT].q for s in tap.poll())
-            note(f"elbow asked for 5.0 rad: at most {elbow_on_wire:.3f} on the wire", _state(client))
-
-            time.sleep(0.25)
-            note("policy silent for 0.25 s", _state(client))
-            time.sleep(0.6)
-            note("policy silent for 0.85 s", _state(client))
-
-            _stream(client, tap, 1.0, lambda t: [0.0, -0.2, 1.2])
-            client.call(Trigger, "/dit4dit/estop", Trigger.Request())
-            _stream(client, tap, 0.5, lambda t: [0.0, -0.2, 1.2])
-            note("e-stop (commands still coming)", _state(client))
-            client.call(Trigger, "/dit4dit/reset", Trigger.Request())
-            _stream(client, tap, 1.0, lambda t: [0.0, -0.2, 1.0])
-            note("reset: ramping again from the measured pose", _state(client))
-            status = client.last_status()
-            samples = tap.poll()
-        finally:
-            client.close()
-            tap.close()
-        group.check_alive()
-        codes = group.stop()
-    robot_summary = (logs / "robot.log").read_text().strip().splitlines()[-1]
-
+    wins = sum(r["success"] for r in results)
+    low, high = wilson_interval(wins, len(results))
+    clamps = {k: int(status.get(k, 0)) - int(v) for k, v in clamps_before.items()}
+    intervened = {s: n for s, n in watch.states_seen.items() if s in INTERVENING_STATES}
     report = {
-        "timeline": timeline,
+        "checkpoint": str(checkpoint),
+        "episodes": len(results),
+        "success_rate": wins / len(results),
+        "success_rate_95ci": [low, high],
+        "back_home_rate": sum(r["back_home"] for r in results) / len(results),
+        "touch_time_mean_s": float(np.mean([r["touch_time"] for r in results if r["success"]] or [math.nan])),
+        "policy": {k: policy.get(k) for k in sorted(policy)},
         "bridge": {k: status[k] for k in sorted(status) if not k.startswith("state_rejected")},
-        "wire": {
-            "lowcmd_written_seen": len(samples),
-            "crc_valid": sum(lowcmd_crc(s) == s.crc for s in samples),
-            "elbow_max_on_wire": max(s.motor_cmd[ELBOW_SLOT].q for s in samples),
-            "elbow_soft_limit": elbow_max,
-            "max_weight_step": float(np.max(np.abs(np.diff([s.motor_cmd[WEIGHT_SLOT].q for s in samples])))),
+        "safety": {"clamps_during_episodes": clamps, "intervening_states_seen": intervened},
+        "end_to_end_ms": {
+            # camera frame stamp -> chunk in use at the policy tick, + bridge command -> LowCmd_ on the wire
+            "p50": _number(policy, "frame_to_chunk_p50_ms") + _number(status, "command_to_wire_p50_ms"),
+            "p99_bound": _number(policy, "frame_to_chunk_p99_ms") + _number(status, "command_to_wire_p99_ms"),
         },
-        "robot": robot_summary,
-        "exit_codes": codes,
+        "wall_time_s": time.monotonic() - started,
+        "results": results,
     }
-    summary = Table(title="what happened")
-    summary.add_column("")
-    summary.add_column("", justify="right")
-    for key in (
-        "accepted",
-        "rejected.rejected_nonfinite",
-        "rejected.rejected_unknown_joint",
-        "rejected.rejected_not_controllable",
-        "rejected.rejected_stale_stamp",
-        "rejected.rejected_latched",
-        "clamped.position",
-        "clamped.velocity",
-        "command_to_wire_p99_ms",
-        "period_error_p99_ms",
-    ):
-        summary.add_row(f"bridge {key}", status.get(key, "-"))
-    for key, value in report["wire"].items():
-        summary.add_row(f"wire {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
-    console.print(summary)
-    console.print(robot_summary)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=2))
-    console.print(f"report: {report_path}")
+    out.mkdir(parents=True, exist_ok=True)
+    if watch.frames:
+        report["contact_sheet"] = str(
+            contact_sheet(watch.frames, int(cfg["contact_sheet_columns"]), out / "episode_0.png")
+        )
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    _print(report, console)
+    console.print(f"report: {out / 'report.json'}")
     return report
 
 
+def _print(report: dict, console: Console) -> None:
+    policy, bridge = report["policy"], report["bridge"]
+    low, high = report["success_rate_95ci"]
+    table = Table(title=f"{report['episodes']} randomised episodes")
+    table.add_column("")
+    table.add_column("", justify="right")
+    rows = [
+        ("success rate (block touched)", f"{report['success_rate']:.0%}  (95 % CI {low:.0%}-{high:.0%})"),
+        ("back home after the touch", f"{report['back_home_rate']:.0%}"),
+        ("inference p50 / p99 (ms)", f"{policy.get('inference_p50_ms')} / {policy.get('inference_p99_ms')}"),
+        (
+            "camera frame -> chunk in use p50 / p99 (ms)",
+            f"{policy.get('frame_to_chunk_p50_ms')} / {policy.get('frame_to_chunk_p99_ms')}",
+        ),
+        (
+            "policy 50 Hz tick: period error p99 (ms), missed",
+            f"{policy.get('control_period_error_p99_ms')}, {policy.get('control_missed_periods')}",
+        ),
+        (
+            "bridge 500 Hz loop: period error p99 (ms), missed",
+            f"{bridge.get('period_error_p99_ms')}, {bridge.get('missed_periods')}",
+        ),
+        (
+            "bridge command -> wire p50 / p99 (ms)",
+            f"{bridge.get('command_to_wire_p50_ms')} / {bridge.get('command_to_wire_p99_ms')}",
+        ),
+        ("clamps during episodes", str(report["safety"]["clamps_during_episodes"])),
+        ("bridge hold/damping/fault seen", str(report["safety"]["intervening_states_seen"] or "never")),
+        ("wall time (s)", f"{report['wall_time_s']:.0f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
 def main() -> None:
+    settings = SessionSettings.load()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--report", type=Path, default=Path("runs/demo/report.json"), help="JSON report path")
+    parser.add_argument("--episodes", type=int, default=int(settings.demo["episodes"]))
+    parser.add_argument("--checkpoint", type=Path, default=settings.checkpoint)
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
     args = parser.parse_args()
-    report = run(args.report, Console(width=110))
-    wire = report["wire"]
-    ok = wire["crc_valid"] == wire["lowcmd_written_seen"] and wire["elbow_max_on_wire"] <= wire["elbow_soft_limit"]
-    raise SystemExit(0 if ok else 1)
+    if args.episodes < 1:
+        parser.error("--episodes must be >= 1")
+    run(args.out, args.episodes, args.checkpoint, Console(width=110))
 
 
 if __name__ == "__main__":

@@ -156,13 +156,16 @@ def test_when_an_episode_is_bad_expect_error_naming_it_and_the_old_dataset_untou
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "a failed conversion left traces"
 
 
-def test_when_camera_drops_frames_expect_error_naming_episode_and_time(tmp_path, monkeypatch):
+def test_when_camera_drops_frames_expect_the_episode_skipped_naming_the_gap(tmp_path, monkeypatch):
+    rec = tmp_path / "rec"
+    write_bag_episode(rec / "episode_000000", EPISODES[0])
     original = synthetic.camera_stamps
     monkeypatch.setattr(synthetic, "camera_stamps", lambda spec: np.delete(original(spec), range(20, 30)))
-    rec = _record(tmp_path / "rec", EPISODES[:1])
-    with pytest.raises(ConversionError, match=r"episode_000000: camera gap: no frame within 0.050 s of"):
-        convert(rec, tmp_path / "ds", SPEC)
-    assert not (tmp_path / "ds").exists()
+    write_bag_episode(rec / "episode_000001", EPISODES[0])
+    report = convert(rec, tmp_path / "ds", SPEC)
+    assert report.episodes == ["episode_000000"]
+    [(name, reason)] = report.skipped
+    assert name == "episode_000001" and "camera gap: no frame within 0.050 s of" in reason
 
 
 def test_when_joint_or_camera_is_not_recorded_expect_error_naming_it(tmp_path):
@@ -173,6 +176,15 @@ def test_when_joint_or_camera_is_not_recorded_expect_error_naming_it(tmp_path):
     spec = ConversionSpec(state_joints=RIGHT_ARM, action_joints=RIGHT_ARM, rate=10.0, slop=0.02, camera="/head/image")
     with pytest.raises(ConversionError, match=r"episode_000000: no camera topic '/head/image'"):
         convert(rec, tmp_path / "ds", spec)
+
+
+def test_when_joint_states_stall_in_an_episode_expect_it_skipped_with_the_gap_named(tmp_path):
+    # 5 Hz joint states leave frames with no joint state within the 0.02 s slop, as a stalled stream does.
+    rec = _record(tmp_path / "rec", [SyntheticEpisode(duration=1.0), SyntheticEpisode(duration=1.0, joint_rate=5.0)])
+    report = convert(rec, tmp_path / "ds", SPEC)
+    assert report.episodes == ["episode_000000"]
+    [(name, reason)] = report.skipped
+    assert name == "episode_000001" and "timing gap: no joint state within slop 0.02 s" in reason
 
 
 def test_when_episodes_are_unsuccessful_or_unfinished_expect_them_skipped_and_listed(tmp_path):

@@ -31,7 +31,7 @@ from dit4dit_policy.data.lerobot import DatasetWriter, video_key
 from dit4dit_policy.data.xr_import import GROUP_ORDER, XrEpisode, XrFormatError, read_xr_episodes
 from dit4dit_policy.files import staged_folder
 from dit4dit_policy.joint_table import load_joint_table
-from dit4dit_policy.policy.sync import align_recording, interpolate
+from dit4dit_policy.policy.sync import AlignmentGap, align_recording, interpolate
 from dit4dit_policy.preprocessing import images_to_rgb
 
 ROBOT_TYPE = "unitree_g1"
@@ -230,6 +230,10 @@ def _bag_rows(folder: Path, spec: ConversionSpec, include_failed: bool) -> _Rows
         aligned = align_recording(
             stream.stamps, episode.joint_states.stamps, episode.commands.stamps, spec.rate, spec.slop
         )
+    except AlignmentGap as e:
+        # The stream stalled (a loaded machine, a dropped link): the online node would have held
+        # there, so the episode has no usable sample at that row; the others still convert.
+        return f"timing gap: {e}"
     except (KeyError, ValueError) as e:
         raise _failure(folder, e) from e
     state = state_all[aligned.joints]

@@ -203,6 +203,10 @@ class Alignment:
     action_times: np.ndarray  # [K] times + 1 / rate: when the row's action is the target
 
 
+class AlignmentGap(ValueError):
+    """A recording has a stretch where the node would have held: no joint state pairs with a frame."""
+
+
 def align_recording(
     frame_stamps: Any,
     joint_stamps: Any,
@@ -219,7 +223,7 @@ def align_recording(
     k..k+H-1 form exactly the chunk the model is asked for at row k. The grid starts on the first
     frame from which all streams cover a row and ends where one of them stops. ValueError when a
     grid time has no frame within half a period (a camera gap), a frame no joint state within
-    `slop`, or no row fits.
+    `slop` (both AlignmentGap: the node would have held there), or no row fits.
     """
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
         raise ValueError(f"rate must be a positive number of Hz, got {rate!r}")
@@ -250,7 +254,7 @@ def align_recording(
     gap = np.abs(frames[frame_idx] - times) > period / 2
     if np.any(gap):
         k = int(np.flatnonzero(gap)[0])
-        raise ValueError(
+        raise AlignmentGap(
             f"camera gap: no frame within {period / 2:.3f} s of {times[k]:.3f} s (row {k}); nearest at "
             f"{frames[frame_idx[k]]:.3f} s"
         )
@@ -258,7 +262,7 @@ def align_recording(
     unpaired = joint_idx < 0
     if np.any(unpaired):
         k = int(np.flatnonzero(unpaired)[0])
-        raise ValueError(
+        raise AlignmentGap(
             f"no joint state within slop {slop} s of the frame at {frames[frame_idx[k]]:.3f} s (row {k})"
         )
     return Alignment(times=times, frames=frame_idx, joints=joint_idx, action_times=times + period)
