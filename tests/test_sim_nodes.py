@@ -71,7 +71,7 @@ def _run(group: ProcessGroup, sim: SimClient, wire: dict) -> None:
     for _ in range(2):
         task = sim.reset()
         assert not task["success"] and task["at_home"]
-        outcome = sim.wait_for_outcome(timeout=60)  # ~9 s when the machine is not overloaded
+        outcome = sim.wait_for_outcome(timeout=60)  # 6-10 s when the machine is not overloaded
         group.check_alive()
         assert outcome.episode == task["episode"]
         assert outcome.success and outcome.done, f"episode {outcome.episode} not done: {outcome.task}"

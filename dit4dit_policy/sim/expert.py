@@ -8,12 +8,13 @@ place in the pelvis frame is scene.Layout's: the expert assumes the fixed base.
 1. A hand velocity field in the pelvis frame (positions of the hand sphere's centre):
    - not touched: go to the hover point above the block; as the hand comes horizontally within
      `descend_radius` of the block, the goal height slides down to the touch point (`press` into
-     the block's top). Sideways motion waits until the hand is near the goal height, so from the
-     home pose (below the table top) the hand first rises, then moves over the table.
+     the block's top). Sideways motion fades in as the hand rises from `clearance` above the
+     block to the hover height, so from the home pose (below the table top) the hand first rises,
+     then moves over the table, turning that corner smoothly.
    - touched: go to the hand's home position, but never lower than `clearance` above the block
-     while horizontally near it, nor above the table while over it; sideways motion again waits
-     until the hand is at the height it needs. So the hand lifts off the block, moves back over
-     the table, clears the table's edge and drops to home.
+     while horizontally near it, nor above the table while over it; sideways motion waits until
+     the hand is within `gate_height` of the height it needs. So the hand lifts off the block,
+     moves back over the table, clears the table's edge and drops to home.
    Speed: max_speed, falling off near the goal (smoothly, speed_radius), and capped by
    start_speed + start_gain * s, s being the distance from where the motion starts (home, or the
    hand on the block's top): the speed grows smoothly when the goal switches.
@@ -78,6 +79,8 @@ class ExpertConfig:
         for name in ("hover", "press", "clearance", "posture_gain"):
             check_number(name, getattr(self, name), 0.0, 10.0)
         check_interval("descend_radius", self.descend_radius, 0.0, 1.0)
+        if not self.hover > self.clearance:
+            raise ValueError(f"hover ({self.hover}) must be above the clearance ({self.clearance})")
         if not self.descend_radius[0] < self.descend_radius[1]:
             raise ValueError(f"descend_radius must be [inner, outer], inner < outer, got {list(self.descend_radius)}")
 
@@ -171,6 +174,9 @@ class ReachExpert:
             s = smoothstep((d - cfg.descend_radius[0]) / (cfg.descend_radius[1] - cfg.descend_radius[0]))
             goal = np.array([block[0], block[1], z_touch + (cfg.hover + cfg.press) * s])
             start = home_hand
+            # From home the hand rises; sideways motion fades in from where it clears the block
+            # (clearance above its top) up to the hover height: a round corner, not a sharp one.
+            gate_span = cfg.hover - cfg.clearance
         else:
             z_home = home_hand[2]
             table_edge = lay.table_front - r - cfg.clearance  # hand centre x where the sphere reaches the table
@@ -185,7 +191,8 @@ class ReachExpert:
             )
             goal = np.array([home_hand[0], home_hand[1], z_need])
             start = np.array([block[0], block[1], top + r])  # the hand sphere on the block's top
-        gate = 1.0 - smoothstep((goal[2] - p[2]) / cfg.gate_height)
+            gate_span = cfg.gate_height
+        gate = 1.0 - smoothstep((goal[2] - p[2]) / gate_span)
         err = np.array([gate * (goal[0] - p[0]), gate * (goal[1] - p[1]), goal[2] - p[2]])
         dist = float(np.linalg.norm(err))
         if dist == 0.0:
