@@ -21,6 +21,7 @@ setup(
         share("launch", "*.launch.py"),
         share("config", "*.yaml"),
         share("urdf", "*.urdf"),
+        share("checkpoints/sim_touch_tiny"),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -44,7 +44,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 def contact_sheet(frames: list[np.ndarray], columns: int, path: Path, scale: int = 2) -> Path:
-    """Frames (HxWx3 RGB, one size) tiled left to right, top to bottom."""
+    """Frames (HxWx3 RGB, one size) tiled left to right, top to bottom, scaled up by pixel repetition."""
     if not frames:
         raise ValueError("no camera frames to draw")
     h, w = frames[0].shape[:2]
@@ -54,7 +54,7 @@ def contact_sheet(frames: list[np.ndarray], columns: int, path: Path, scale: int
         r, c = divmod(i, columns)
         sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = frame
     path.parent.mkdir(parents=True, exist_ok=True)
-    PILImage.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale)).save(path)
+    PILImage.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), PILImage.NEAREST).save(path)
     return path
 
 

@@ -1,0 +1,88 @@
+"""Sessions on the simulated G1: the node sets they start, the demo's statistics and contact sheet,
+and the demo itself as real processes (one episode, random weights: the plumbing, not the skill)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from dit4dit_policy.config import load_yaml
+from dit4dit_policy.demo import contact_sheet, run, wilson_interval
+from dit4dit_policy.runner import console_scripts
+from dit4dit_policy.sim_session import SessionSettings, stack_specs
+
+
+def test_when_expert_drives_expect_bridge_on_the_teleop_stream_and_a_recorder(tmp_path):
+    specs = stack_specs(150, "expert", SessionSettings.load(), recordings=tmp_path)
+    assert list(specs) == ["sim", "bridge", "expert", "recorder"]
+    teleop = load_yaml("expert.yaml")["sim_expert"]["ros__parameters"]["topics"]["command"]
+    assert teleop == load_yaml("recorder.yaml")["recorder"]["ros__parameters"]["topics"]["teleop_command"]
+    assert specs["bridge"].overrides["topics.joint_command"] == teleop
+    assert specs["bridge"].overrides["dds_domain"] == specs["sim"].overrides["dds_domain"] == 150
+    assert specs["recorder"].overrides["output_dir"] == str(tmp_path)
+    assert {s.executable for s in specs.values()} <= set(console_scripts())
+
+
+def test_when_policy_drives_expect_the_policy_nodes_command_topic_and_the_session_instruction(tmp_path):
+    settings = SessionSettings.load()
+    specs = stack_specs(151, "policy", settings, checkpoint=tmp_path)
+    assert list(specs) == ["sim", "bridge", "policy"]
+    policy_topics = load_yaml("policy.yaml")["policy_node"]["ros__parameters"]["topics"]
+    assert specs["bridge"].overrides["topics.joint_command"] == policy_topics["joint_command"]
+    assert specs["policy"].overrides == {"checkpoint": str(tmp_path), "instruction": settings.instruction}
+    # The simulator-only relaxations reach the bridge, nothing else does.
+    assert settings.bridge_overrides.items() <= specs["bridge"].overrides.items()
+
+
+def test_when_driver_or_its_input_is_wrong_expect_clear_errors(tmp_path):
+    settings = SessionSettings.load()
+    with pytest.raises(ValueError, match="driver must be one of"):
+        stack_specs(150, "joystick", settings)
+    with pytest.raises(ValueError, match="recordings folder"):
+        stack_specs(150, "expert", settings)
+    with pytest.raises(ValueError, match="needs a checkpoint"):
+        stack_specs(150, "policy", settings)
+
+
+def test_when_rate_is_8_of_10_expect_the_published_wilson_interval():
+    low, high = wilson_interval(8, 10)
+    assert (low, high) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 5), (5, 5), (13, 50), (40, 50)])
+def test_when_interval_computed_expect_it_holds_the_rate_inside_0_1_and_mirrors(k, n):
+    low, high = wilson_interval(k, n)
+    assert 0.0 <= low <= k / n <= high <= 1.0 and high - low > 0
+    mirror = wilson_interval(n - k, n)
+    assert (low, high) == (pytest.approx(1 - mirror[1]), pytest.approx(1 - mirror[0]))
+
+
+def test_when_frames_tiled_expect_each_in_its_cell_at_scale(tmp_path):
+    frames = [np.full((3, 4, 3), 20 * i, np.uint8) for i in range(5)]
+    path = contact_sheet(frames, columns=3, path=tmp_path / "sheet.png", scale=2)
+    sheet = np.asarray(Image.open(path))
+    assert sheet.shape == (2 * 3 * 2, 3 * 4 * 2, 3)
+    assert sheet[0, 0, 0] == 0 and sheet[0, 8, 0] == 20 and sheet[6, 8, 0] == 80
+    assert sheet[6, 16, 0] == 0  # the unused sixth cell stays black
+    with pytest.raises(ValueError, match="no camera frames"):
+        contact_sheet([], 3, tmp_path / "none.png")
+
+
+@pytest.mark.slow
+def test_when_demo_runs_one_episode_expect_report_with_the_stacks_figures(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    from dit4dit_policy.runtime.bench import random_checkpoint
+
+    checkpoint = random_checkpoint("tiny", tmp_path / "checkpoint")
+    report = run(tmp_path / "demo", 1, checkpoint, Console(width=110, quiet=True))
+    written = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert written["episodes"] == 1 and len(written["results"]) == 1
+    assert written["success_rate"] in (0.0, 1.0)
+    # The policy ran inside the stack: it inferred, and its chunks reached the bridge.
+    assert int(report["policy"]["inferences"]) > 0
+    assert int(report["bridge"]["accepted"]) > 0
+    assert (tmp_path / "demo" / "episode_0.png").is_file()
