@@ -55,3 +55,22 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a YAML mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: how ROS names nested parameters."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def section_params(file: str, section: str) -> dict[str, Any]:
+    """The flat parameters (dotted names) of one node's section of a parameter file."""
+    try:
+        return flatten(load_yaml(file)[section]["ros__parameters"])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{file}: no '{section}: ros__parameters:' section") from e

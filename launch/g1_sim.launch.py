@@ -12,14 +12,15 @@ robot. Everything runs on the wall clock unless use_sim_time:=true (the simulato
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = {
-    "checkpoint": ("", "checkpoint folder the policy serves"),
-    "instruction": ("", "task text until one arrives on /dit4dit/instruction"),
+    "checkpoint": ("", "checkpoint folder the policy serves (default: the embedded checkpoints/sim_touch_tiny)"),
+    # The text the embedded checkpoint was trained with (config/sim_session.yaml).
+    "instruction": ("touch the red block with the right hand", "task text until one arrives on /dit4dit/instruction"),
     "dds_domain": ("1", "the simulated robot's DDS domain"),
     "network_interface": ("lo", "interface the robot-side DDS traffic stays on"),
     "camera_topic": ("/camera/color/image_raw", "head camera image topic"),
@@ -29,7 +30,9 @@ ARGUMENTS = {
 
 
 def generate_launch_description() -> LaunchDescription:
-    config = PathJoinSubstitution([FindPackageShare("dit4dit_policy"), "config"])
+    share = FindPackageShare("dit4dit_policy")
+    config = PathJoinSubstitution([share, "config"])
+    default_checkpoint = PathJoinSubstitution([share, "checkpoints", "sim_touch_tiny"])
     arg = LaunchConfiguration
     sim_time = {"use_sim_time": ParameterValue(arg("use_sim_time"), value_type=bool)}
     robot_side = {
@@ -55,7 +58,8 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[
             PathJoinSubstitution([config, "bridge.yaml"]),
             # The simulator needs a few seconds to build its model: wait for its first LowState.
-            {**robot_side, **sim_time, "autostart": True, "activate_state_wait": 30.0},
+            # state_timeout: the simulator's relaxation of config/sim_session.yaml (bridge_overrides).
+            {**robot_side, **sim_time, "autostart": True, "activate_state_wait": 30.0, "state_timeout": 0.3},
         ],
     )
     policy = Node(
@@ -67,7 +71,9 @@ def generate_launch_description() -> LaunchDescription:
             PathJoinSubstitution([config, "policy.yaml"]),
             {
                 **sim_time,
-                "checkpoint": arg("checkpoint"),
+                "checkpoint": PythonExpression(
+                    ["'", arg("checkpoint"), "' or '", default_checkpoint, "'"]
+                ),
                 "instruction": arg("instruction"),
                 "backend": arg("backend"),
                 "topics.image": arg("camera_topic"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,20 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from dit4dit_policy.config import load_yaml
+from dit4dit_policy.config import load_yaml, section_params
 from dit4dit_policy.data.bag_episode import BagEpisode, read_bag_episode
 from dit4dit_policy.evaluation.playback import BagSource, Timeline
 from dit4dit_policy.evaluation.replay_record import ReplayRecord, Stream
 from dit4dit_policy.files import staged_folder
 from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.nodes.bridge_client import wait_for
+from dit4dit_policy.nodes.common import RosClient
 from dit4dit_policy.runner import NodeSpec, ProcessGroup
 
 BRIDGE_JOINT_STATES = "/replay/robot/joint_states"
@@ -50,7 +48,7 @@ def _status_values(msg: DiagnosticStatus) -> dict[str, str]:
     return {"message": msg.message, **{kv.key: kv.value for kv in msg.values}}
 
 
-class ReplayProbe:
+class ReplayProbe(RosClient):
     """This process's view of a running stack (own rclpy context, executor thread): the policy's
     commands with arrival times, the policy's, the bridge's and the player's status, and, with a
     robot DDS domain, the LowCmd_ position targets of `wire_joints` on the robot's command topic."""
@@ -65,9 +63,8 @@ class ReplayProbe:
         wire_topic: str = "rt/arm_sdk",
         wire_joints: tuple[str, ...] = (),
     ):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=ros_domain)
-        node = self.node = rclpy.create_node("replay_probe", context=self.context)
+        super().__init__(ros_domain, "replay_probe")
+        node = self.node
         self.commands: list[tuple[float, int, list[float]]] = []  # (arrival monotonic, stamp ns, positions)
         self.policy_status: dict[str, str] = {}
         self.safety_status: dict[str, str] = {}
@@ -82,10 +79,6 @@ class ReplayProbe:
             )
         history = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)  # as the player keeps
         node.create_subscription(String, player_status, self._on_player, history)
-        self._stop = threading.Event()
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(node)
-        self._threads = [threading.Thread(target=self._spin, name="replay-probe", daemon=True)]
         self.wire: list[tuple[int, np.ndarray]] = []  # (arrival wall-clock ns, targets of wire_joints)
         self._tap = None
         if dds_domain is not None:
@@ -94,9 +87,7 @@ class ReplayProbe:
             table = load_joint_table()
             self._slots = [table.joints[table.index(n)].motor_index for n in wire_joints]
             self._tap = CommandTap(dds_domain, wire_topic)
-            self._threads.append(threading.Thread(target=self._poll_wire, name="replay-wire", daemon=True))
-        for t in self._threads:
-            t.start()
+        self.start_spinning(*([self._poll_wire] if self._tap is not None else []))
 
     def _on_command(self, msg: JointState) -> None:
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
@@ -112,14 +103,10 @@ class ReplayProbe:
     def player_state(self) -> str | None:
         return self.player_status[-1]["state"] if self.player_status else None
 
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self._executor.spin_once(timeout_sec=0.05)
-
     def _poll_wire(self) -> None:
         # The last LowCmd_ of each poll stands for the poll's time; the tap's lists are emptied
         # each time so a long replay does not keep 500 messages a second.
-        while not self._stop.wait(WIRE_POLL_S):
+        while not self.closing.wait(WIRE_POLL_S):
             samples = self._tap.poll()
             if samples:
                 q = np.array([samples[-1].motor_cmd[s].q for s in self._slots])
@@ -128,26 +115,14 @@ class ReplayProbe:
                 self._tap.arrivals.clear()
 
     def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(2.0)
+        super().close()
         if self._tap is not None:
             self._tap.close()
-        self._executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 def _parameters(file: str, section: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """A node's effective parameters: its YAML (nested sections flattened with dots) plus overrides."""
-
-    def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return flat
-
-    return {**flatten(load_yaml(file)[section]["ros__parameters"]), **overrides}
+    return {**section_params(file, section), **overrides}
 
 
 @dataclass(frozen=True)

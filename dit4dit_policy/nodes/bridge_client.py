@@ -4,17 +4,15 @@ calls the bridge's services. Used by the demo, the benchmark and the node tests.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.duration import Duration
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 
 from dit4dit_policy.config import load_yaml
+from dit4dit_policy.nodes.common import RosClient
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -25,29 +23,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-class BridgeClient:
-    """Runs its own rclpy context and executor thread, so it can live beside anything else."""
-
+class BridgeClient(RosClient):
     def __init__(self, domain_id: int, params_file: str = "bridge.yaml", name: str = "bridge_client"):
+        super().__init__(domain_id, name)
         topics = load_yaml(params_file)["safety_bridge"]["ros__parameters"]["topics"]
         self.topics = topics
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node(name, context=self.context)
         self._cmd_pub = self.node.create_publisher(JointState, topics["joint_command"], 10)
         self.joint_states: list[JointState] = []
         self.status: list[DiagnosticStatus] = []
         self.node.create_subscription(JointState, topics["joint_states"], self.joint_states.append, 10)
         self.node.create_subscription(DiagnosticStatus, topics["safety_status"], self.status.append, 10)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, name=name, daemon=True)
-        self._spinner.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self._executor.spin_once(timeout_sec=0.05)
+        self.start_spinning()
 
     def wait_for_bridge(self, timeout: float = 20.0) -> None:
         """Until the bridge subscribes our commands: anything sent before discovery is lost."""
@@ -84,16 +70,3 @@ class BridgeClient:
             return float("nan")
         latest = self.joint_states[-1]
         return latest.position[latest.name.index(name)]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._spinner.join(2.0)
-        self._executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-    def __enter__(self) -> BridgeClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -11,7 +11,7 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 
-from dit4dit_policy.config import load_yaml
+from dit4dit_policy.config import section_params
 
 _ARRAY_TYPES = {
     str: ParameterType.PARAMETER_STRING_ARRAY,
@@ -21,27 +21,12 @@ _ARRAY_TYPES = {
 }
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def declare_from_yaml(node: Node, file: str, section: str) -> dict[str, Any]:
     """Declare every parameter of `section` in `file` with the file's value as default.
 
     Returns the effective values (after command-line overrides) as a flat dict with dotted names.
     """
-    data = load_yaml(file)
-    try:
-        defaults = _flatten(data[section]["ros__parameters"])
-    except KeyError as e:
-        raise ValueError(f"{file}: no '{section}: ros__parameters:' section") from e
+    defaults = section_params(file, section)
     values: dict[str, Any] = {}
     for name, default in defaults.items():
         if isinstance(default, list):

@@ -3,22 +3,20 @@ what the node sends. Used by the policy-node benchmark and tests where no robot 
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from dit4dit_policy.config import load_yaml
+from dit4dit_policy.nodes.common import RosClient
 
 
-class SyntheticSensors:
+class SyntheticSensors(RosClient):
     """Publishes a noise camera (~33 Hz) and joint states (100 Hz) for `joints`; records the
     policy node's commands (with arrival time), chunks and status."""
 
@@ -26,9 +24,8 @@ class SyntheticSensors:
         topics = load_yaml("policy.yaml")["policy_node"]["ros__parameters"]["topics"]
         self.joints = joints
         self.image_size = image_size
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        node = self.node = rclpy.create_node("synthetic_sensors", context=self.context)
+        super().__init__(domain_id, "synthetic_sensors")
+        node = self.node
         self.image_pub = node.create_publisher(Image, topics["image"], qos_profile_sensor_data)
         self.joint_pub = node.create_publisher(JointState, topics["joint_states"], 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -42,22 +39,13 @@ class SyntheticSensors:
         node.create_subscription(JointTrajectory, topics["action_chunk"], self.chunks.append, 10)
         node.create_subscription(DiagnosticStatus, topics["status"], self.status.append, 10)
         self.camera_on = True
-        self._stop = threading.Event()
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(node)
-        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._spin, self._publish)]
-        for t in self._threads:
-            t.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self._executor.spin_once(timeout_sec=0.05)
+        self.start_spinning(self._publish)
 
     def _publish(self) -> None:
         rng = np.random.default_rng(0)
         h, w = self.image_size
         i = 0
-        while not self._stop.is_set():
+        while not self.closing.is_set():
             stamp = self.node.get_clock().now().to_msg()
             joints = JointState(name=list(self.joints), position=[0.1 * k for k in range(len(self.joints))])
             joints.header.stamp = stamp
@@ -78,11 +66,3 @@ class SyntheticSensors:
             return {}
         latest = self.status[-1]
         return {"message": latest.message, **{kv.key: kv.value for kv in latest.values}}
-
-    def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(2.0)
-        self._executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)

@@ -9,9 +9,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -20,9 +18,10 @@ from std_srvs.srv import SetBool, Trigger
 from dit4dit_policy.config import load_yaml
 from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.nodes.bridge_client import wait_for
+from dit4dit_policy.nodes.common import RosClient
 
 
-class RecorderClient:
+class RecorderClient(RosClient):
     """Runs its own rclpy context and executor thread. Publishes reliably (the recorder then
     subscribes reliably); `images` overrides the camera topics of recorder.yaml."""
 
@@ -31,9 +30,8 @@ class RecorderClient:
         topics, services = params["topics"], params["services"]
         self.images = list(topics["images"] if images is None else images)
         self.joint_names = list(load_joint_table(params["robot_variant"], params["joint_table"]).names)
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        node = self.node = rclpy.create_node("recorder_client", context=self.context)
+        super().__init__(domain_id, "recorder_client")
+        node = self.node
         self.image_pubs = {t: node.create_publisher(Image, t, QoSProfile(depth=10)) for t in self.images}
         self.joint_pub = node.create_publisher(JointState, topics["joint_states"], QoSProfile(depth=1000))
         self.command_pub = node.create_publisher(JointState, topics["teleop_command"], QoSProfile(depth=1000))
@@ -46,15 +44,7 @@ class RecorderClient:
         self._start = node.create_client(Trigger, services["start"])
         self._stop = node.create_client(SetBool, services["stop"])
         self._discard = node.create_client(Trigger, services["discard"])
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(node)
-        self._quit = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, name="recorder_client", daemon=True)
-        self._spinner.start()
-
-    def _spin(self) -> None:
-        while not self._quit.is_set():
-            self._executor.spin_once(timeout_sec=0.05)
+        self.start_spinning()
 
     def wait_for_recorder(self, timeout: float = 30.0) -> None:
         """Until the services answer and the recorder subscribes every topic we publish: anything
@@ -87,8 +77,10 @@ class RecorderClient:
         """An rgb8 image stamped now: all `fill`, or noise from `rng`."""
         msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
         n = height * width * 3
-        pixels = np.full(n, fill, np.uint8) if fill is not None else (rng or np.random.default_rng()).integers(
-            0, 255, n, dtype=np.uint8
+        pixels = (
+            np.full(n, fill, np.uint8)
+            if fill is not None
+            else (rng or np.random.default_rng()).integers(0, 255, n, dtype=np.uint8)
         )
         msg.data = pixels.tobytes()
         msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -146,10 +138,3 @@ class RecorderClient:
         latest = self.status[-1]
         values = {kv.key: kv.value for kv in latest.values}
         return {"level": str(ord(latest.level)), "message": latest.message, **values}
-
-    def close(self) -> None:
-        self._quit.set()
-        self._spinner.join(2.0)
-        self._executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)

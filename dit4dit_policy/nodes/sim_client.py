@@ -15,14 +15,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from dit4dit_policy.config import section_params
 from dit4dit_policy.nodes.bridge_client import wait_for
-from dit4dit_policy.sim.config import SIM_PARAMS_FILE, SIM_SECTION, section_params
+from dit4dit_policy.nodes.common import RosClient
+from dit4dit_policy.sim.config import SIM_PARAMS_FILE, SIM_SECTION
 
 
 @dataclass(frozen=True)
@@ -43,27 +43,17 @@ class Outcome:
         return self.done_time if self.done else self.success_time
 
 
-class SimClient:
+class SimClient(RosClient):
     def __init__(self, domain_id: int, params_file: str = SIM_PARAMS_FILE, name: str = "sim_client"):
+        super().__init__(domain_id, name)
         p = section_params(params_file, SIM_SECTION)
         self._reset_name = p["services.reset"]
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node(name, context=self.context)
         self._cond = threading.Condition()
         self._task: dict | None = None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(String, p["topics.task"], self._on_task, latched)
         self._reset = self.node.create_client(Trigger, self._reset_name)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, name=name, daemon=True)
-        self._spinner.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self._executor.spin_once(timeout_sec=0.05)
+        self.start_spinning()
 
     def _on_task(self, msg: String) -> None:
         with self._cond:
@@ -122,16 +112,3 @@ class SimClient:
             waited=time.monotonic() - start,
             task=task,
         )
-
-    def close(self) -> None:
-        self._stop.set()
-        self._spinner.join(2.0)
-        self._executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-    def __enter__(self) -> SimClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from dit4dit_policy.config import load_yaml
+from dit4dit_policy.config import section_params
 
 SIM_PARAMS_FILE = "sim.yaml"
 SIM_SECTION = "g1_sim"
@@ -101,25 +101,6 @@ class SimConfig:
     @property
     def timestep(self) -> float:
         return 1.0 / self.physics_rate_hz
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}: how ROS names nested parameters."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def section_params(file: str, section: str) -> dict[str, Any]:
-    """The flat parameters of one node's section of a config file."""
-    try:
-        return flatten(load_yaml(file)[section]["ros__parameters"])
-    except KeyError as e:
-        raise ValueError(f"{file}: no '{section}: ros__parameters:' section") from e
 
 
 def sim_configs(p: dict[str, Any]) -> tuple[SimConfig, TaskConfig]:

@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from dit4dit_policy.config import section_params
 from dit4dit_policy.joint_table import JointTable
-from dit4dit_policy.sim.config import check_interval, check_number, section_params
+from dit4dit_policy.sim.config import check_interval, check_number
 from dit4dit_policy.sim.kinematics import ArmKinematics
 from dit4dit_policy.sim.physics import RIGHT_ARM
 from dit4dit_policy.sim.scene import Layout
