@@ -87,15 +87,18 @@ class SimClient(RosClient):
                 self._task = task
         return task
 
-    def wait_for_outcome(self, timeout: float) -> Outcome:
-        """Wait until the current episode is done or `timeout` s (wall clock) pass, then say how it went."""
+    def wait_for_outcome(self, timeout: float, until: str = "done") -> Outcome:
+        """Wait until the current episode is `done` (touched, then back home) - or, with
+        until="success", only touched - or `timeout` s (wall clock) pass; then say how it went."""
+        if until not in ("done", "success"):
+            raise ValueError(f"until must be 'done' or 'success', got {until!r}")
         start = time.monotonic()
         with self._cond:
             if self._task is None:
                 raise RuntimeError("no task state yet: call wait_for_sim() or reset() first")
             episode = self._task["episode"]
             task = self._task
-            while not task["done"]:
+            while not task[until]:
                 left = timeout - (time.monotonic() - start)
                 if left <= 0:
                     break
