@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
-import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from dit4dit_policy.bridge import Bridge
+from dit4dit_policy.child_process import ChildCalls, serve_calls
 from dit4dit_policy.g1 import LinkConfig
 from dit4dit_policy.g1.link import StateSample
 from dit4dit_policy.joint_table import load_joint_table
@@ -78,23 +78,12 @@ def _serve(conn, spec: BridgeSpec) -> None:
         conn.send(("error", e))
         return
     conn.send(("ok", None))
+
+    def call(method: str, args: tuple) -> Any:
+        return _report(bridge) if method == "report" else getattr(bridge, method)(*args)
+
     try:
-        while True:
-            try:
-                method, args = conn.recv()
-            except (EOFError, OSError):
-                break  # the parent is gone
-            if method == "close":
-                break
-            if method not in _METHODS:
-                conn.send(("error", ValueError(f"unknown bridge call {method!r}")))
-                continue
-            try:
-                result = _report(bridge) if method == "report" else getattr(bridge, method)(*args)
-            except Exception as e:
-                conn.send(("error", e))
-            else:
-                conn.send(("ok", result))
+        serve_calls(conn, _METHODS, call, "bridge")
     finally:
         bridge.deactivate(spec.exit_damping_time)
         bridge.close()
@@ -109,27 +98,15 @@ class BridgeProcess:
         self._proc = ctx.Process(target=_serve, args=(child, spec), name="dit4dit-motor", daemon=True)
         self._proc.start()
         child.close()
-        self._lock = threading.Lock()
-        self._wait_reply(start_timeout, "start")
-
-    def _wait_reply(self, timeout: float, what: str) -> Any:
-        if not self._conn.poll(timeout):
-            raise RuntimeError(f"motor process did not answer {what} within {timeout} s (alive: {self.alive})")
-        kind, value = self._conn.recv()
-        if kind == "error":
-            raise value
-        return value
+        self._child = ChildCalls(self._conn, self._proc, "motor process")
+        self._child.wait(start_timeout, "start")
 
     def _call(self, method: str, *args: Any, timeout: float = 5.0) -> Any:
-        with self._lock:
-            if not self.alive:
-                raise RuntimeError(f"motor process is not running (exit code {self._proc.exitcode})")
-            self._conn.send((method, args))
-            return self._wait_reply(timeout, method)
+        return self._child.call(method, *args, timeout=timeout)
 
     @property
     def alive(self) -> bool:
-        return self._proc.is_alive()
+        return self._child.alive
 
     def command(
         self, names: list[str], position: np.ndarray, velocity: np.ndarray | None, effort: np.ndarray | None,
@@ -159,7 +136,7 @@ class BridgeProcess:
     def close(self, timeout: float = 30.0) -> None:
         """Damp, stop writing, leave the DDS domain and end the child."""
         if self.alive:
-            with self._lock:
+            with self._child.lock:
                 self._conn.send(("close", ()))
             self._proc.join(timeout)
         if self._proc.is_alive():

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dit4dit_policy.child_process import ChildCalls, serve_calls
 from dit4dit_policy.periodic import make_realtime
 from dit4dit_policy.sim.config import SimConfig, TaskConfig
 from dit4dit_policy.sim.physics import G1Sim
@@ -89,24 +90,14 @@ def _serve(conn, events, spec: SimSpec, clock) -> None:
         conn.send(("error", e))
         return
     conn.send(("ok", None))
+
+    def call(method: str, args: tuple) -> Any:
+        if not robot.running:
+            raise RuntimeError("the simulation loop has stopped")
+        return _stats(robot) if method == "stats" else _task_dict(robot, getattr(robot, method)())
+
     try:
-        while True:
-            try:
-                method, args = conn.recv()
-            except (EOFError, OSError):
-                break
-            if method == "close":
-                break
-            if method not in _METHODS:
-                conn.send(("error", ValueError(f"unknown simulator call {method!r}")))
-                continue
-            if not robot.running:
-                conn.send(("error", RuntimeError("the simulation loop has stopped")))
-                continue
-            if method == "stats":
-                conn.send(("ok", _stats(robot)))
-            else:
-                conn.send(("ok", _task_dict(robot, getattr(robot, method)())))
+        serve_calls(conn, _METHODS, call, "simulator")
     finally:
         error = None
         try:
@@ -139,29 +130,17 @@ class SimProcess:
         self._proc.start()
         child_conn.close()
         child_events.close()
-        self._lock = threading.Lock()
+        self._child = ChildCalls(self._conn, self._proc, "simulator process")
         self._on_snapshot = on_snapshot
         self._on_task_change = on_task_change
         self.final_stats: dict[str, Any] | None = None
-        self._wait(start_timeout, "start")
+        self._child.wait(start_timeout, "start")
         self._events = events
         self._reader = threading.Thread(target=self._read_events, name="g1_sim_events", daemon=True)
         self._reader.start()
 
-    def _wait(self, timeout: float, what: str) -> Any:
-        if not self._conn.poll(timeout):
-            raise RuntimeError(f"simulator process did not answer {what} within {timeout} s (alive: {self.alive})")
-        kind, value = self._conn.recv()
-        if kind == "error":
-            raise value
-        return value
-
     def _call(self, method: str, timeout: float = 10.0) -> Any:
-        with self._lock:
-            if not self.alive:
-                raise RuntimeError(f"simulator process is not running (exit code {self._proc.exitcode})")
-            self._conn.send((method, ()))
-            return self._wait(timeout, method)
+        return self._child.call(method, timeout=timeout)
 
     def _read_events(self) -> None:
         while True:
@@ -176,7 +155,7 @@ class SimProcess:
 
     @property
     def alive(self) -> bool:
-        return self._proc.is_alive()
+        return self._child.alive
 
     @property
     def pid(self) -> int:
@@ -199,11 +178,11 @@ class SimProcess:
 
     def close(self, timeout: float = 10.0) -> dict[str, Any] | None:
         """Stop the child; returns its final stats (None if it had died)."""
-        with self._lock:
+        with self._child.lock:
             if self.alive:
                 try:
                     self._conn.send(("close", ()))
-                    self.final_stats = self._wait(timeout, "close")
+                    self.final_stats = self._child.wait(timeout, "close")
                 except (RuntimeError, OSError, EOFError):
                     self.final_stats = None
             self._proc.join(timeout)
