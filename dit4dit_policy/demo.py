@@ -123,7 +123,7 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
             for k in range(episodes):
                 stack.check()
                 watch.capture = k == 0
-                sim.reset()
+                stack.new_episode()
                 touch = sim.wait_for_outcome(float(cfg["episode_timeout"]), until="success")
                 # A touch is the task; the way home is given a while, and reported, but a policy
                 # that hovers near home is not waited for until the timeout.
@@ -135,6 +135,7 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
                         "success": outcome.success,
                         "back_home": outcome.done,
                         "touch_time": outcome.success_time,
+                        "closest_m": round(min(touch.closest, outcome.closest), 4),
                         "wall_time": touch.waited + (outcome.waited if outcome is not touch else 0.0),
                     }
                 )

@@ -1,10 +1,15 @@
 """Sessions on the simulated G1: the node set, started as processes, and the episodes run on it.
 
-Two drivers share one stack (the simulator, the safety bridge, autostarted, on a DDS domain of
+Three drivers share one stack (the simulator, the safety bridge, autostarted, on a DDS domain of
 their own):
 - `expert`: the scripted expert teleoperates through the bridge and the recorder records each
   episode, like a person with a teleoperation rig (`dit4dit collect`);
-- `policy`: the policy node drives the bridge (the demo).
+- `policy`: the policy node drives the bridge (the demo);
+- `corrections`: the policy node drives the bridge while the expert, watching, publishes what it
+  would command on the teleoperation topic, and the recorder records that as the action
+  (`dit4dit collect --policy CKPT`): DAgger's demonstrations in the states the policy itself
+  reaches, which expert-driven episodes never show it. The expert can label any state because
+  its command is a function of what it observes, not of a plan.
 Settings: config/sim_session.yaml; each node reads its own parameter file, as `ros2 launch
 dit4dit_policy g1_sim.launch.py` would start them.
 """
@@ -26,7 +31,7 @@ from dit4dit_policy.config import load_yaml, package_share
 from dit4dit_policy.runner import NodeSpec, ProcessGroup
 
 SESSION_FILE = "sim_session.yaml"
-DRIVERS = ("expert", "policy")
+DRIVERS = ("expert", "policy", "corrections")
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,13 @@ def stack_specs(
     simulator is still there)."""
     if driver not in DRIVERS:
         raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
+    if driver != "policy" and recordings is None:
+        raise ValueError(f"the {driver} driver records: give a recordings folder")
+    if driver != "expert" and checkpoint is None:
+        raise ValueError(f"the {driver} driver needs a checkpoint")
     if driver == "expert":
-        if recordings is None:
-            raise ValueError("the expert driver records: give a recordings folder")
         command_topic = _topic("expert.yaml", "sim_expert", "command")
     else:
-        if checkpoint is None:
-            raise ValueError("the policy driver needs a checkpoint")
         command_topic = _topic("policy.yaml", "policy_node", "joint_command")
     specs = {
         "sim": NodeSpec("g1_sim", ["sim.yaml"], {"dds_domain": dds_domain}),
@@ -90,13 +95,13 @@ def stack_specs(
             },
         ),
     }
-    if driver == "expert":
-        specs["expert"] = NodeSpec("sim_expert", ["expert.yaml"])
-        specs["recorder"] = NodeSpec("recorder", ["recorder.yaml"], {"output_dir": str(recordings)})
-    else:
+    if driver != "expert":
         specs["policy"] = NodeSpec(
             "policy_node", ["policy.yaml"], {"checkpoint": str(checkpoint), "instruction": settings.instruction}
         )
+    if driver != "policy":
+        specs["expert"] = NodeSpec("sim_expert", ["expert.yaml"])
+        specs["recorder"] = NodeSpec("recorder", ["recorder.yaml"], {"output_dir": str(recordings)})
     return specs
 
 
@@ -117,6 +122,22 @@ class Stack:
             raise RuntimeError(
                 f"the safety bridge latched {status['state']}: {status.get('fault')} (logs: {self.logs})"
             )
+
+    def new_episode(self) -> dict:
+        """Start an episode: the simulator places a new block and puts the robot back home (a
+        teleport, which a real robot cannot do), then the bridge re-engages from the pose measured
+        there through its start-up ramp, as after an operator's reset. Without the re-engagement the
+        bridge's output would still be where the last episode ended, and the way from there to the
+        new commands would be limited (clamped) while the arm is pulled back toward the old pose.
+        Returns the new episode's task state."""
+        from std_srvs.srv import Trigger
+
+        task = self.sim.reset()
+        name = self.bridge.topics["reset_service"]
+        answer = self.bridge.call(Trigger, name, Trigger.Request())
+        if not answer.success:
+            raise RuntimeError(f"{name} did not re-engage the bridge: {answer.message} (logs: {self.logs})")
+        return task
 
 
 @contextmanager
@@ -152,9 +173,17 @@ def progress(console: Console) -> Progress:
     )
 
 
-def collect(recordings: Path, episodes: int, console: Console, settings: SessionSettings | None = None) -> dict:
-    """Record `episodes` expert episodes into `recordings` (one bag each, success flag = the
-    episode ended back home after the touch). Existing episodes there are kept; new ones follow them."""
+def collect(
+    recordings: Path,
+    episodes: int,
+    console: Console,
+    settings: SessionSettings | None = None,
+    policy: Path | None = None,
+) -> dict:
+    """Record `episodes` episodes into `recordings` (one bag each, success flag = the episode
+    ended back home after the touch), the expert driving - or, given a `policy` checkpoint, the
+    policy driving and the expert's commands recorded as the actions (the `corrections` driver).
+    Existing episodes there are kept; new ones follow them."""
     from dit4dit_policy.nodes.bridge_client import wait_for
     from dit4dit_policy.nodes.recorder_client import RecorderClient
 
@@ -163,9 +192,10 @@ def collect(recordings: Path, episodes: int, console: Console, settings: Session
     settings = settings or SessionSettings.load()
     timeout = float(settings.collect["episode_timeout"])
     recordings = recordings.resolve()
+    driver = "expert" if policy is None else "corrections"
     results = []
     with (
-        running_stack("expert", settings, recordings=recordings) as stack,
+        running_stack(driver, settings, recordings=recordings, checkpoint=policy) as stack,
         ExitStack() as clients,
     ):
         console.print(
@@ -181,11 +211,18 @@ def collect(recordings: Path, episodes: int, console: Console, settings: Session
             "the bridge to finish its start-up ramp",
         )
         recorder.instruct(settings.instruction)
+        if policy is not None:
+            from diagnostic_msgs.msg import DiagnosticStatus
+
+            seen: dict[str, str] = {}
+            topic = _topic("policy.yaml", "policy_node", "status")
+            bridge.node.create_subscription(DiagnosticStatus, topic, lambda m: seen.update(message=m.message), 10)
+            wait_for(lambda: seen.get("message") == "publishing", 120.0, "the policy node's first commands")
         with progress(console) as bar:
-            task = bar.add_task("expert episodes", total=episodes, note="")
+            task = bar.add_task(f"{driver} episodes", total=episodes, note="")
             for _ in range(episodes):
                 stack.check()
-                sim.reset()
+                stack.new_episode()
                 started = recorder.start()
                 if not started.success:
                     raise RuntimeError(f"the recorder did not start an episode: {started.message}")
@@ -198,12 +235,12 @@ def collect(recordings: Path, episodes: int, console: Console, settings: Session
                 bar.update(task, advance=1, note=f"{done}/{len(results)} successful")
         stack.check()
     done = sum(r["done"] for r in results)
-    console.print(f"{done} of {episodes} expert episodes successful; recordings in {recordings}")
+    console.print(f"{done} of {episodes} {driver} episodes successful; recordings in {recordings}")
     return {"episodes": results, "successful": done, "recordings": str(recordings)}
 
 
 def _cmd_collect(args: Any) -> int:
-    collect(args.out, args.episodes, Console())
+    collect(args.out, args.episodes, Console(), policy=args.policy)
     return 0
 
 
@@ -211,4 +248,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("collect", help="record scripted-expert teleoperation episodes on the simulated G1")
     p.add_argument("--out", type=Path, required=True, help="recordings folder (episodes are added to it)")
     p.add_argument("--episodes", type=int, default=100)
+    p.add_argument(
+        "--policy",
+        type=Path,
+        help="checkpoint: the policy drives and the expert's commands are recorded as the actions (DAgger)",
+    )
     p.set_defaults(run=_cmd_collect)

@@ -22,7 +22,7 @@ def _ramp(h, start=0.0, step=1.0, dims=1):
     return np.repeat((start + step * np.arange(h))[:, None], dims, axis=1)
 
 
-def test_when_sampled_at_action_times_expect_actions_and_linear_in_between():
+def test_when_sampled_at_action_times_expect_actions_and_a_ramp_stays_linear_in_between():
     b = _blender()
     assert b.add(_ramp(4), obs_stamp=1.0, now=1.0) is AddResult.ACCEPTED
     # a_k is for t_obs + (k + 1) dt; before a_0 the target is a_0.
@@ -32,6 +32,24 @@ def test_when_sampled_at_action_times_expect_actions_and_linear_in_between():
     assert b.target(1.3)[0] == pytest.approx(2.0)
     assert b.target(1.4)[0] == pytest.approx(3.0)
     assert b.target(1.45)[0] == 3.0
+
+
+def test_when_actions_bend_expect_the_velocity_continuous_at_each_action_time():
+    actions = np.array([0.0, 0.0, 1.0, 4.0, 2.0, 2.0])[:, None]
+
+    def at(t):
+        b = _blender()
+        b.add(actions, obs_stamp=1.0, now=1.0)
+        return b.target(t)[0]
+
+    eps = 1e-6
+    for k in range(1, 5):  # interior actions, at 1.0 + (k + 1) * DT
+        t = 1.0 + (k + 1) * DT
+        assert at(t) == pytest.approx(actions[k, 0])
+        # Catmull-Rom: the slope there is the mean of the neighbouring slopes, from both sides.
+        mean_slope = (actions[k + 1, 0] - actions[k - 1, 0]) / (2 * DT)
+        assert (at(t) - at(t - eps)) / eps == pytest.approx(mean_slope, rel=1e-3, abs=1e-3)
+        assert (at(t + eps) - at(t)) / eps == pytest.approx(mean_slope, rel=1e-3, abs=1e-3)
 
 
 def test_when_chunk_arrives_late_expect_its_past_actions_skipped():
@@ -89,8 +107,10 @@ def test_when_chunk_arrives_mid_crossfade_expect_continuity_and_old_chunks_dropp
 def test_when_chunks_arrive_with_arbitrary_delays_expect_tick_steps_within_the_crossfade_bound(chunks):
     blend = 0.2
     b = _blender(blend_time=blend, hold_time=10.0)
-    slope = max(max(abs(np.diff(a))) for a, _, _ in chunks) / DT
-    spread = max(max(a) for a, _, _ in chunks) - min(min(a) for a, _, _ in chunks)
+    # The cubic through the actions is at most 1.5x as steep as the steepest step between them,
+    # and smoothstep's weight at most 1.5x as steep as a linear one.
+    slope = 1.5 * max(max(abs(np.diff(a))) for a, _, _ in chunks) / DT
+    spread = 1.5 * (max(max(a) for a, _, _ in chunks) - min(min(a) for a, _, _ in chunks))
     tick, prev = 100, None
     for actions, delay, gap in chunks:
         now = tick * TICK
@@ -120,6 +140,18 @@ def test_when_crossfading_at_50hz_expect_the_arrival_step_no_larger_than_without
     b2.add(_ramp(20, start=5.0, step=0.1), obs_stamp=0.2, now=0.52)  # 0.32 s late, far away
     step = b2.target(0.52)[0] - a
     assert step == pytest.approx(free_step)
+
+
+def test_when_a_chunk_arrives_expect_the_crossfade_to_start_without_a_velocity_step():
+    b = _blender(blend_time=0.2)
+    b.add(_ramp(30, start=0.0, step=0.0), obs_stamp=0.0, now=0.0)
+    b.add(_ramp(30, start=1.0, step=0.0), obs_stamp=0.45, now=0.5)
+    first, second = b.target(0.5 + TICK)[0], b.target(0.5 + 2 * TICK)[0]
+    # smoothstep(0.1) = 0.028, smoothstep(0.2) = 0.104: the offset comes in gradually, where a
+    # linear crossfade would step the velocity to 1 / 0.2 s at once (0.1 per tick).
+    assert first == pytest.approx(0.028)
+    assert second == pytest.approx(0.104)
+    assert b.target(0.6)[0] == pytest.approx(0.5)
 
 
 def test_when_past_the_last_action_expect_hold_then_exhausted_then_recovery_from_the_held_value():

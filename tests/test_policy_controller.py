@@ -115,7 +115,8 @@ def test_when_new_chunk_arrives_expect_smooth_crossfade_in_published_targets():
     values = [o.target[0] for o in outs]
     steps = np.abs(np.diff(values))
     assert values[-1] == 1.0
-    assert steps.max() <= 1.0 * 0.02 / CFG.blend_time + 1e-12
+    # smoothstep's steepest slope is 1.5x a linear crossfade's
+    assert steps.max() <= 1.5 * 1.0 * 0.02 / CFG.blend_time + 1e-12
 
 
 def test_when_camera_drops_expect_stale_frame_then_recovery_by_itself():

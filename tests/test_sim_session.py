@@ -38,6 +38,19 @@ def test_when_policy_drives_expect_the_policy_nodes_command_topic_and_the_sessio
     assert settings.bridge_overrides.items() <= specs["bridge"].overrides.items()
 
 
+def test_when_corrections_expect_the_policy_driving_and_the_expert_recorded_as_the_teleoperator(tmp_path):
+    settings = SessionSettings.load()
+    specs = stack_specs(152, "corrections", settings, checkpoint=tmp_path / "ckpt", recordings=tmp_path / "rec")
+    assert list(specs) == ["sim", "bridge", "policy", "expert", "recorder"]
+    params = {f: load_yaml(f"{f}.yaml") for f in ("policy", "expert", "recorder")}
+    policy_command = params["policy"]["policy_node"]["ros__parameters"]["topics"]["joint_command"]
+    expert_command = params["expert"]["sim_expert"]["ros__parameters"]["topics"]["command"]
+    assert specs["bridge"].overrides["topics.joint_command"] == policy_command != expert_command
+    assert params["recorder"]["recorder"]["ros__parameters"]["topics"]["teleop_command"] == expert_command
+    assert specs["policy"].overrides["checkpoint"] == str(tmp_path / "ckpt")
+    assert specs["recorder"].overrides["output_dir"] == str(tmp_path / "rec")
+
+
 def test_when_driver_or_its_input_is_wrong_expect_clear_errors(tmp_path):
     settings = SessionSettings.load()
     with pytest.raises(ValueError, match="driver must be one of"):
@@ -46,6 +59,10 @@ def test_when_driver_or_its_input_is_wrong_expect_clear_errors(tmp_path):
         stack_specs(150, "expert", settings)
     with pytest.raises(ValueError, match="needs a checkpoint"):
         stack_specs(150, "policy", settings)
+    with pytest.raises(ValueError, match="corrections driver needs a checkpoint"):
+        stack_specs(150, "corrections", settings, recordings=tmp_path)
+    with pytest.raises(ValueError, match="corrections driver records"):
+        stack_specs(150, "corrections", settings, checkpoint=tmp_path)
 
 
 def test_when_rate_is_8_of_10_expect_the_published_wilson_interval():

@@ -58,6 +58,8 @@ def test_when_g1_config_loaded_expect_the_reference_recipe():
         ("optimizer.betas", [0.9], r"optimizer.betas must be two numbers"),
         ("optimizer.lr_min", 1.0, r"optimizer.lr_min 1.0 exceeds a peak learning rate"),
         ("validation.every", 5, None),
+        ("model.init_from", "", r"model.init_from must be a folder path or null"),
+        ("model.init_from", "ckpt", r"init_from takes every weight .* latent_stats_samples 0"),
     ],
 )
 def test_when_config_value_bad_expect_error_naming_it(tmp_path, key, value, message):
@@ -172,6 +174,25 @@ def test_when_run_interrupted_and_resumed_expect_the_same_loss_curve_and_weights
     assert model.text_encoder_name == build_text_encoder(model.cfg.text.encoder_config()).name
     # the latent statistics measured at the start travel in the checkpoint
     assert not torch.equal(model.video.latents_std, build_model(model.cfg).video.latents_std)
+
+
+def test_when_fine_tuning_from_a_checkpoint_expect_its_weights_as_the_start(tmp_path):
+    first = make_config(tmp_path / "a", **{"train.steps": 3})
+    train(first)
+    start = RunFolder(first.output.dir).checkpoint(3)
+    slow = {"train.steps": 1, "optimizer.lr_video": 1e-9, "optimizer.lr_action": 1e-9, "optimizer.lr_min": 1e-10}
+    tuned = make_config(tmp_path / "b", **slow, **{"model.init_from": str(start), "model.latent_stats_samples": 0})
+    fresh = make_config(tmp_path / "c", **slow)
+    weights = {}
+    for name, cfg in (("tuned", tuned), ("fresh", fresh)):
+        train(cfg)
+        weights[name] = load_file(RunFolder(cfg.output.dir).checkpoint(1) / "model.safetensors")
+    before = load_file(start / "model.safetensors")
+    assert before.keys() == weights["tuned"].keys()
+    # One step at a vanishing learning rate: the started-from weights, latent statistics included;
+    # the same step from a new model ends elsewhere.
+    assert all(torch.allclose(before[k], weights["tuned"][k], atol=1e-6) for k in before)
+    assert not all(torch.allclose(before[k], weights["fresh"][k], atol=1e-6) for k in before)
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ def config_dict(tmp_path, **changes) -> dict:
     """A small tiny-preset run on a generated dataset; `changes` as {"section.key": value}."""
     d = {
         "data": {"root": str(tmp_path / "data"), "num_workers": 0},
-        "model": {"preset": "tiny", "cosmos_path": None, "latent_stats_samples": 8, "text": {}},
+        "model": {"preset": "tiny", "cosmos_path": None, "init_from": None, "latent_stats_samples": 8, "text": {}},
         "train": {
             "steps": 6,
             "batch_size": 4,

@@ -36,6 +36,7 @@ class Outcome:
     done_time: float | None  # ... to back home
     waited: float  # s of wall time wait_for_outcome waited
     task: dict  # the last task state seen
+    closest: float  # m: the smallest hand-to-block distance in the task states seen this episode (20 Hz)
 
     @property
     def time(self) -> float | None:
@@ -50,15 +51,26 @@ class SimClient(RosClient):
         self._reset_name = p["services.reset"]
         self._cond = threading.Condition()
         self._task: dict | None = None
+        self._closest = float("inf")
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(String, p["topics.task"], self._on_task, latched)
         self._reset = self.node.create_client(Trigger, self._reset_name)
         self.start_spinning()
 
     def _on_task(self, msg: String) -> None:
+        task = json.loads(msg.data)
         with self._cond:
-            self._task = json.loads(msg.data)
+            self._note(task)
             self._cond.notify_all()
+
+    def _note(self, task: dict) -> None:
+        """Take a task state (under the lock): the newest episode's, and its closest approach."""
+        if self._task is not None and task["episode"] < self._task["episode"]:
+            return
+        if self._task is None or task["episode"] != self._task["episode"]:
+            self._closest = float("inf")
+        self._closest = min(self._closest, task["hand_block_distance"])
+        self._task = task
 
     def latest_task(self) -> dict | None:
         """The latest task state (None before the first)."""
@@ -83,8 +95,7 @@ class SimClient(RosClient):
             raise RuntimeError(f"{self._reset_name} failed: {response.message}")
         task = json.loads(response.message)
         with self._cond:
-            if self._task is None or self._task["episode"] < task["episode"]:
-                self._task = task
+            self._note(task)
         return task
 
     def wait_for_outcome(self, timeout: float, until: str = "done") -> Outcome:
@@ -114,4 +125,5 @@ class SimClient(RosClient):
             done_time=task["done_time"],
             waited=time.monotonic() - start,
             task=task,
+            closest=self._closest,
         )

@@ -23,8 +23,9 @@ ROS side (on ROS_DOMAIN_ID, like every other node):
     at_home               right arm at the home pose and at rest, now
     done, done_time       back home after the touch (latched): the episode is over
 - `services.reset` (default /sim/reset), std_srvs/Trigger: a new episode (block at a new random
-  pose, right arm teleported to the home pose, everything at rest); the response message is the
-  new task state's JSON.
+  pose, the robot teleported to the home pose, everything at rest); the response message is the
+  new task state's JSON. Whoever drives the robot re-engages from there (the bridge's
+  /dit4dit/reset: its start-up ramp from the measured pose).
 - /clock (rosgraph_msgs/Clock) at clock_rate_hz when the standard `use_sim_time` parameter is
   true, carrying the same anchored simulated time. The node's own timers run on the steady clock.
 

@@ -2,15 +2,20 @@
 
 Time convention: a chunk inferred from an observation stamped `t_obs` with action period `dt`
 holds actions a_0 .. a_{H-1}; a_k is the target for time t_obs + (k + 1) * dt (the observation
-shows the present pose; the first action is the next one). Between action times the target is
-interpolated linearly; before a_0's time it is a_0, after a_{H-1}'s it is a_{H-1}.
+shows the present pose; the first action is the next one). Between action times the target follows
+a cubic through the actions with Catmull-Rom tangents (the mean of the neighbouring slopes; one-sided
+at the ends), so its velocity does not jump at each action as a linear interpolation's does, which
+the bridge's acceleration limit would have to clip; the cubic's slope stays within 1.5x the largest
+slope between actions. Before a_0's time the target is a_0, after a_{H-1}'s it is a_{H-1}.
 
 Blending: inference takes time, so a chunk arrives (at `now`) with its first actions already in
 the past; those are simply never sampled, as the chunk is read at the current time. The executing
 trajectory T (the blend of all earlier chunks) is crossfaded into the new chunk C over
-`blend_time`: target(t) = T(t) + w(t) (C(t) - T(t)), w(t) = clip((t - arrival) / blend_time, 0, 1).
-At arrival w = 0, so the target is exactly what it would have been without the new chunk, and a
-control tick of length h changes it by at most |T'| h + |C'| h + |C - T| h / blend_time. A chunk
+`blend_time`: target(t) = T(t) + w(t) (C(t) - T(t)), w = smoothstep((t - arrival) / blend_time).
+At arrival w = 0 and w' = 0, so the target and its velocity are exactly what they would have been
+without the new chunk (chunks arrive every inference, and each would otherwise bend the command by
+its offset / blend_time); a control tick of length h changes the target by at most
+max(|T'|, |C'|) h + 1.5 |C - T| h / blend_time. A chunk
 arriving mid-crossfade crossfades from the blend in progress; earlier chunks are dropped once a
 later crossfade completes. This is the crossfade half of pi0.5's real-time chunking, without its
 inpainting guidance (which would need the model in the loop).
@@ -69,12 +74,18 @@ class _Chunk:
         return self.first_time + (len(self.actions) - 1) * dt
 
     def sample(self, t: float, dt: float) -> np.ndarray:
-        u = min(max((t - self.first_time) / dt, 0.0), len(self.actions) - 1.0)
+        a = self.actions
+        u = min(max((t - self.first_time) / dt, 0.0), len(a) - 1.0)
         i = int(math.floor(u))
-        if i >= len(self.actions) - 1:
-            return self.actions[-1]
-        # a + f (b - a) rather than (1 - f) a + f b: exact when a == b, so constants stay constant.
-        return self.actions[i] + (u - i) * (self.actions[i + 1] - self.actions[i])
+        if i >= len(a) - 1:
+            return a[-1]
+        f = u - i
+        # Tangents (per action step) from the neighbours, one-sided at the chunk's ends.
+        m0 = (a[i + 1] - a[max(i - 1, 0)]) / (2.0 if i > 0 else 1.0)
+        m1 = (a[min(i + 2, len(a) - 1)] - a[i]) / (2.0 if i + 2 < len(a) else 1.0)
+        # Hermite form written as a + ...: exact when the actions around are equal (constants stay constant).
+        step = a[i + 1] - a[i]
+        return a[i] + (f * f * (3.0 - 2.0 * f)) * step + (f * (f - 1.0) ** 2) * m0 + (f * f * (f - 1.0)) * m1
 
 
 class ChunkBlender:
@@ -135,7 +146,7 @@ class ChunkBlender:
         x = self._chunks[0].sample(now, dt).copy()
         for c in self._chunks[1:]:
             w = (now - c.arrival) / self.blend_time  # in [0, 1) after the pruning above
-            x += w * (c.sample(now, dt) - x)
+            x += (w * w * (3.0 - 2.0 * w)) * (c.sample(now, dt) - x)
         return x
 
     def _advance(self, now: float) -> None:

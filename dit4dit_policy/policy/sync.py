@@ -175,9 +175,9 @@ def stamp_order(stamps: Any) -> np.ndarray:
 
 
 def interpolate(stamps: Any, values: Any, times: Any) -> np.ndarray:
-    """Values [N, D] given at ascending unique `stamps`, at `times`: the chunk executor's rule -
-    linear in between (a + f (b - a), exact where a == b), the first value before the first stamp
-    and the last after the last."""
+    """Values [N, D] given at ascending unique `stamps`, at `times`: linear in between (a + f (b - a),
+    exact where a == b), as the bridge's interpolator runs a command stream; the first value before
+    the first stamp and the last after the last (where the chunk executor agrees)."""
     s = np.asarray(stamps, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)

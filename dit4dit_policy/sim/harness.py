@@ -86,6 +86,11 @@ class ExpertHarness:
             self.settle()
         sim = self.sim
         sim.reset()
+        # Re-engage from the reset pose, as sim_session.Stack.new_episode has the bridge do.
+        r = sim.reading()
+        self.limiter.update_state(r.q, r.dq, sim.time)
+        self.limiter.reset()
+        self.limiter.enable(sim.time)
         before = dict(self.limiter.status(sim.time).clamped)
         start = sim.time
         while not sim.task.done and sim.time - start < timeout:

@@ -81,28 +81,26 @@ class G1Sim:
         self._sensor = {name: m.sensor_adr[m.sensor(name).id] for name in ("imu_quat", "imu_gyro", "imu_acc")}
         self._law: MotorLaw | None = None
         self._camera: OffscreenCamera | None = None
-        self.data.qpos[self.qadr] = self.home  # power on in the home pose; reset() only moves the right arm
+        self.data.qpos[self.qadr] = self.home  # power on in the home pose, where reset() puts it back
         self.reset()
 
     # Episodes ---------------------------------------------------------------------------------
     def reset(self, episode: int | None = None) -> TaskState:
-        """Next episode (or `episode`): the right arm at the home pose, everything at rest, the block
-        at a new random pose.
+        """Next episode (or `episode`): every joint at the home pose (with a floating base, the base
+        at its start pose too: the robot may have fallen), everything at rest, the block at a new
+        random pose. Simulation time runs on (stamps stay monotonic).
 
-        The other joints stay where they are: whoever drives them (the bridge holds the waist and
-        the left arm where it found them, sagging a little under gravity) would only pull them back.
-        With a floating base, the base and every joint go back to the start pose (the robot may
-        have fallen). Simulation time runs on (stamps stay monotonic).
+        Whoever drives the robot re-engages from this pose (sim_session.Stack.new_episode: the
+        bridge's start-up ramp from the measured pose). Joints left where the last episode put
+        them would drift from episode to episode: each re-engagement holds the waist where it
+        sagged to, and it sags further from there.
         """
         d = self.data
         t = d.time
         d.qvel[:] = 0.0
         d.qacc_warmstart[:] = 0.0
-        if self._base_qadr is None:
-            arm = self.arm_rows
-            d.qpos[self.qadr[arm]] = self.home[arm]
-        else:
-            d.qpos[self.qadr] = self.home
+        d.qpos[self.qadr] = self.home
+        if self._base_qadr is not None:
             a = self._base_qadr
             d.qpos[a : a + 3] = (0.0, 0.0, self.layout.pelvis_height)
             d.qpos[a + 3 : a + 7] = (1.0, 0.0, 0.0, 0.0)

@@ -47,6 +47,9 @@ class DataConfig:
 class ModelSection:
     preset: str  # config/model_<preset>.yaml
     cosmos_path: str | None  # local diffusers-format Cosmos-Predict2.5 folder for the video half; null: random
+    # A checkpoint folder of this preset whose weights start the run (fine-tuning, e.g. on a dataset
+    # with more episodes); null: a new model (cosmos_path, latent_stats_samples).
+    init_from: str | None
     # Training frames whose VAE latents set the latent mean/std before the first step (a random VAE
     # has no statistics of its own, see training/latents.py); 0 keeps the preset's (Wan 2.1's).
     latent_stats_samples: int
@@ -55,8 +58,10 @@ class ModelSection:
     def __post_init__(self) -> None:
         if not isinstance(self.preset, str) or not self.preset:
             raise ValueError(f"model.preset must be a preset name, got {self.preset!r}")
-        if self.cosmos_path is not None and (not isinstance(self.cosmos_path, str) or not self.cosmos_path):
-            raise ValueError(f"model.cosmos_path must be a folder path or null, got {self.cosmos_path!r}")
+        for name in ("cosmos_path", "init_from"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"model.{name} must be a folder path or null, got {value!r}")
         if not isinstance(self.text, dict):
             raise ValueError(f"model.text must be a mapping of text-encoder settings, got {self.text!r}")
         _int("model.latent_stats_samples", self.latent_stats_samples, 0)
@@ -64,6 +69,11 @@ class ModelSection:
             raise ValueError(
                 "model.latent_stats_samples must be 0 with cosmos_path: the Cosmos VAE's latents come with "
                 "their own statistics, the ones its video DiT was trained with"
+            )
+        if self.init_from is not None and (self.cosmos_path is not None or self.latent_stats_samples):
+            raise ValueError(
+                "model.init_from takes every weight and the latent statistics from its checkpoint: "
+                "cosmos_path must be null and latent_stats_samples 0"
             )
 
 

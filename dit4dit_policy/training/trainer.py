@@ -23,6 +23,7 @@ from dit4dit_policy.model.config import ModelConfig, load_preset
 from dit4dit_policy.model.dit4dit import DiT4DiT, build_model
 from dit4dit_policy.model.loss import TrainBatch
 from dit4dit_policy.model.text import build_text_encoder
+from dit4dit_policy.preprocessing import NormStats
 from dit4dit_policy.training.config import TrainConfig, config_differences
 from dit4dit_policy.training.data import (
     LATENT_STATS_STREAM,
@@ -121,7 +122,20 @@ class _Run:
             self.folder.start_metrics()
 
     def _model(self, resume_step: int | None) -> DiT4DiT:
-        if resume_step is None:
+        init_from = self.cfg.model.init_from
+        if resume_step is not None:
+            folder = self.folder.checkpoint(resume_step)
+            model, saved_stats = self._load(folder, "resume from")
+            if saved_stats != self.norm_stats:
+                raise ValueError(
+                    f"cannot resume from {folder}: the dataset's action normalisation statistics differ from "
+                    "the checkpoint's (the training episodes changed)"
+                )
+        elif init_from is not None:
+            # Fine-tuning: the weights (latent statistics included) carry over; the actions are
+            # normalised with this dataset's statistics, which the first steps adapt the head to.
+            model, _ = self._load(Path(init_from), "start from")
+        else:
             torch.manual_seed(self.cfg.train.seed)  # the same initial weights in every process
             model = build_model(self.model_cfg, cosmos_path=self.cfg.model.cosmos_path).to(self.procs.device)
             if self.cfg.model.latent_stats_samples:
@@ -129,25 +143,23 @@ class _Run:
                 indices = seeded_subset(len(self.train_set), count, seed, LATENT_STATS_STREAM)
                 batch = self.cfg.train.batch_size // self.procs.world
                 measure_latent_stats(model, self.train_set, indices, self.procs, batch)
-        else:
-            folder = self.folder.checkpoint(resume_step)
-            model, saved_stats = load_checkpoint(folder)
-            _same_model(folder, model.cfg, self.model_cfg)
-            if saved_stats != self.norm_stats:
-                raise ValueError(
-                    f"cannot resume from {folder}: the dataset's action normalisation statistics differ from "
-                    "the checkpoint's (the training episodes changed)"
-                )
-            if model.text_encoder_name != self.encoder.name:
-                raise ValueError(
-                    f"cannot resume from {folder}: it was trained with text encoder {model.text_encoder_name!r}, "
-                    f"this run builds {self.encoder.name!r}"
-                )
         model.text_encoder_name = self.encoder.name
         model.train().to(self.procs.device)
         if self.cfg.train.gradient_checkpointing:
             model.video.transformer.enable_gradient_checkpointing()
         return model
+
+    def _load(self, folder: Path, what: str) -> tuple[DiT4DiT, NormStats]:
+        """A checkpoint's model and normalisation statistics, refused unless its model config and
+        text encoder are this run's."""
+        model, saved_stats = load_checkpoint(folder)
+        _same_model(folder, model.cfg, self.model_cfg, what)
+        if model.text_encoder_name != self.encoder.name:
+            raise ValueError(
+                f"cannot {what} {folder}: it was trained with text encoder {model.text_encoder_name!r}, "
+                f"this run builds {self.encoder.name!r}"
+            )
+        return model, saved_stats
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -305,9 +317,7 @@ def _bare_model(model: DiT4DiT, state: dict[str, torch.Tensor]) -> DiT4DiT:
     return copy
 
 
-def _same_model(folder: Path, saved: ModelConfig, current: ModelConfig) -> None:
+def _same_model(folder: Path, saved: ModelConfig, current: ModelConfig, what: str) -> None:
     if saved != current:
         differences = config_differences(saved.to_dict(), current.to_dict())
-        raise ValueError(
-            f"cannot resume from {folder}: it was made with another model config: " + "; ".join(differences)
-        )
+        raise ValueError(f"cannot {what} {folder}: it was made with another model config: " + "; ".join(differences))
