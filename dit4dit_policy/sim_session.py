@@ -190,9 +190,9 @@ def collect(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     settings = settings or SessionSettings.load()
-    timeout = float(settings.collect["episode_timeout"])
-    recordings = recordings.resolve()
     driver = "expert" if policy is None else "corrections"
+    timeout = float(settings.collect["episode_timeout" if policy is None else "corrections_timeout"])
+    recordings = recordings.resolve()
     results = []
     with (
         running_stack(driver, settings, recordings=recordings, checkpoint=policy) as stack,

@@ -3,6 +3,7 @@ and the demo itself as real processes (one episode, random weights: the plumbing
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,7 +14,7 @@ from rich.console import Console
 from dit4dit_policy.config import load_yaml
 from dit4dit_policy.demo import contact_sheet, run, wilson_interval
 from dit4dit_policy.runner import console_scripts
-from dit4dit_policy.sim_session import SessionSettings, stack_specs
+from dit4dit_policy.sim_session import SessionSettings, collect, stack_specs
 
 
 def test_when_expert_drives_expect_bridge_on_the_teleop_stream_and_a_recorder(tmp_path):
@@ -103,3 +104,21 @@ def test_when_demo_runs_one_episode_expect_report_with_the_stacks_figures(tmp_pa
     assert int(report["policy"]["inferences"]) > 0
     assert int(report["bridge"]["accepted"]) > 0
     assert (tmp_path / "demo" / "episode_0.png").is_file()
+
+
+@pytest.mark.slow
+def test_when_collecting_corrections_expect_a_recorded_episode_of_the_experts_commands(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    from dit4dit_policy.data.bag_episode import read_bag_episode
+    from dit4dit_policy.runtime.bench import random_checkpoint
+
+    checkpoint = random_checkpoint("tiny", tmp_path / "checkpoint")
+    settings = SessionSettings.load()
+    settings = dataclasses.replace(settings, collect={**settings.collect, "corrections_timeout": 4.0})
+    result = collect(tmp_path / "rec", 1, Console(quiet=True), settings, policy=checkpoint)
+    assert len(result["episodes"]) == 1
+    episode = read_bag_episode(tmp_path / "rec" / "episode_000000")
+    # The expert watched the whole episode (4 s at 50 Hz) and its commands are the recorded actions.
+    assert len(episode.commands.stamps) > 100
+    assert episode.commands.names == tuple(load_yaml("policy.yaml")["policy_node"]["ros__parameters"]["action_joints"])
+    assert min(len(c.stamps) for c in episode.cameras.values()) > 60
