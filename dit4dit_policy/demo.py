@@ -63,10 +63,12 @@ class Watcher:
 
     def __init__(self, bridge: BridgeClient, every: int):
         self.policy: dict[str, str] = {}
-        self.states_seen: dict[str, int] = {}
+        # Bridge states by phase: "start" (Stack.new_episode: scene reset, policy restart, bridge
+        # re-engaged) and "episode" (the policy driving); None: not counted.
+        self.states_seen: dict[str, dict[str, int]] = {"start": {}, "episode": {}}
+        self.phase: str | None = None
         self.frames: list[np.ndarray] = []
         self.capture = False
-        self.watching = False
         self._every, self._count = every, 0
         self._lock = threading.Lock()
         topics = load_yaml("policy.yaml")["policy_node"]["ros__parameters"]["topics"]
@@ -79,10 +81,12 @@ class Watcher:
             self.policy = {"message": msg.message, **{kv.key: kv.value for kv in msg.values}}
 
     def _on_bridge(self, msg: DiagnosticStatus) -> None:
-        if self.watching:
+        phase = self.phase
+        if phase is not None:
             with self._lock:
+                seen = self.states_seen[phase]
                 state = msg.message.lower()
-                self.states_seen[state] = self.states_seen.get(state, 0) + 1
+                seen[state] = seen.get(state, 0) + 1
 
     def _on_image(self, msg: Image) -> None:
         if self.capture:
@@ -117,13 +121,14 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
             lambda: bridge.last_status().get("state", "").lower() == "active", 60.0, "the bridge to follow the policy"
         )
         clamps_before = {k: v for k, v in bridge.last_status().items() if k.startswith("clamped.")}
-        watch.watching = True
         with progress(console) as bar:
             task = bar.add_task("policy episodes", total=episodes, note="")
             for k in range(episodes):
                 stack.check()
                 watch.capture = k == 0
+                watch.phase = "start"
                 stack.new_episode()
+                watch.phase = "episode"
                 touch = sim.wait_for_outcome(float(cfg["episode_timeout"]), until="success")
                 # A touch is the task; the way home is given a while, and reported, but a policy
                 # that hovers near home is not waited for until the timeout.
@@ -141,7 +146,7 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
                 )
                 wins = sum(r["success"] for r in results)
                 bar.update(task, advance=1, note=f"{wins}/{len(results)} touched")
-            watch.watching = False
+            watch.phase = None
             time.sleep(0.5)  # one more status of each node, with the last episode in it
             policy, status = dict(watch.policy), bridge.last_status()
         stack.check()
@@ -149,7 +154,8 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
     wins = sum(r["success"] for r in results)
     low, high = wilson_interval(wins, len(results))
     clamps = {k: int(status.get(k, 0)) - int(v) for k, v in clamps_before.items()}
-    intervened = {s: n for s, n in watch.states_seen.items() if s in INTERVENING_STATES}
+    intervened = {s: n for s, n in watch.states_seen["episode"].items() if s in INTERVENING_STATES}
+    at_starts = {s: n for s, n in watch.states_seen["start"].items() if s in INTERVENING_STATES}
     report = {
         "checkpoint": str(checkpoint),
         "episodes": len(results),
@@ -159,7 +165,11 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
         "touch_time_mean_s": float(np.mean([r["touch_time"] for r in results if r["success"]] or [math.nan])),
         "policy": {k: policy.get(k) for k in sorted(policy)},
         "bridge": {k: status[k] for k in sorted(status) if not k.startswith("state_rejected")},
-        "safety": {"clamps_during_episodes": clamps, "intervening_states_seen": intervened},
+        "safety": {
+            "clamps_during_episodes": clamps,
+            "intervening_states_seen": intervened,
+            "intervening_states_seen_at_episode_starts": at_starts,
+        },
         "end_to_end_ms": {
             # camera frame stamp -> chunk in use at the policy tick, + bridge command -> LowCmd_ on the wire
             "p50": _number(policy, "frame_to_chunk_p50_ms") + _number(status, "command_to_wire_p50_ms"),
@@ -207,6 +217,10 @@ def _print(report: dict, console: Console) -> None:
         ),
         ("clamps during episodes", str(report["safety"]["clamps_during_episodes"])),
         ("bridge hold/damping/fault seen", str(report["safety"]["intervening_states_seen"] or "never")),
+        (
+            "... while an episode started (reset, policy restart)",
+            str(report["safety"]["intervening_states_seen_at_episode_starts"] or "never"),
+        ),
         ("wall time (s)", f"{report['wall_time_s']:.0f}"),
     ]
     for name, value in rows:

@@ -20,7 +20,7 @@ import random
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,9 @@ class Stack:
     logs: Path
     sim: Any  # nodes.sim_client.SimClient
     bridge: Any  # nodes.bridge_client.BridgeClient
+    driver: str
+    # Header stamp (s) of the newest command the policy node published (policy-driven stacks).
+    policy_command_stamp: list[float] = field(default_factory=lambda: [float("-inf")])
 
     def check(self) -> None:
         """Raise if a node died or the bridge latched a fault: the session cannot go on."""
@@ -123,20 +126,38 @@ class Stack:
                 f"the safety bridge latched {status['state']}: {status.get('fault')} (logs: {self.logs})"
             )
 
-    def new_episode(self) -> dict:
-        """Start an episode: the simulator places a new block and puts the robot back home (a
-        teleport, which a real robot cannot do), then the bridge re-engages from the pose measured
-        there through its start-up ramp, as after an operator's reset. Without the re-engagement the
-        bridge's output would still be where the last episode ended, and the way from there to the
-        new commands would be limited (clamped) while the arm is pulled back toward the old pose.
-        Returns the new episode's task state."""
+    def new_episode(self, timeout: float = 10.0) -> dict:
+        """Start an episode, as an operator would after resetting the scene; returns its task state.
+
+        1. A policy node restarts: it drops its chunks and uses only what it observes from now on,
+           so no command of the last episode's scene goes on into the new one (the bridge holds
+           the arm where it is once the commands stop).
+        2. The simulator places a new block and puts the robot back home (a teleport, which a real
+           robot cannot do).
+        3. At once, the bridge re-engages from the pose it measures there, through its start-up
+           ramp. Without it, its output would still be where the last episode ended: the arm would
+           be pulled back there, and the way to the new commands limited (clamped).
+        4. With a policy, this returns once its first command of the new scene is out. Until then
+           the bridge holds (no command for hold_after): the robot stays at home meanwhile.
+        """
         from std_srvs.srv import Trigger
 
+        from dit4dit_policy.nodes.bridge_client import wait_for
+
+        def call(name: str, what: str) -> None:
+            answer = self.bridge.call(Trigger, name, Trigger.Request(), timeout)
+            if not answer.success:
+                raise RuntimeError(f"{name} did not {what}: {answer.message} (logs: {self.logs})")
+
+        if self.driver != "expert":
+            call(_topic("policy.yaml", "policy_node", "restart_service"), "restart the policy")
+            restarted = self.bridge.node.get_clock().now().nanoseconds * 1e-9
         task = self.sim.reset()
-        name = self.bridge.topics["reset_service"]
-        answer = self.bridge.call(Trigger, name, Trigger.Request())
-        if not answer.success:
-            raise RuntimeError(f"{name} did not re-engage the bridge: {answer.message} (logs: {self.logs})")
+        call(self.bridge.topics["reset_service"], "re-engage the bridge")
+        if self.driver != "expert":
+            wait_for(
+                lambda: self.policy_command_stamp[0] >= restarted, timeout, "the policy's first command of the episode"
+            )
         return task
 
 
@@ -159,7 +180,18 @@ def running_stack(driver: str, settings: SessionSettings, **kwargs: Any) -> Iter
         bridge = clients.enter_context(BridgeClient(ros_domain, name=f"{driver}_session"))
         for name, spec in specs.items():
             group.start(name, spec)
-        yield Stack(group, ros_domain, dds_domain, logs, sim, bridge)
+        stack = Stack(group, ros_domain, dds_domain, logs, sim, bridge, driver)
+        if driver != "expert":
+            from sensor_msgs.msg import JointState
+
+            from dit4dit_policy.nodes.common import stamp_seconds
+
+            def on_command(msg: JointState) -> None:
+                stack.policy_command_stamp[0] = stamp_seconds(msg.header.stamp)
+
+            topic = _topic("policy.yaml", "policy_node", "joint_command")
+            bridge.node.create_subscription(JointState, topic, on_command, 10)
+        yield stack
 
 
 def progress(console: Console) -> Progress:

@@ -143,7 +143,9 @@ def test_when_run_through_the_safety_limiter_on_the_simulator_expect_episodes_do
         result = harness.run_episode(timeout=20.0)
         assert result.success and result.done, result
         assert result.done_time < 15.0
-        # The targets stay inside every limit; the limiter only smooths the odd step (reset, touch).
+        # The targets stay inside every limit; the limiter only smooths the odd step (the start of
+        # the motion, the reversal at the touch: 57.5 ticks per episode on average, 69 at most, over
+        # bench_sim's 50 episodes with the 1.5 cm press).
         assert result.clamped["position"] == result.clamped["velocity"] == result.clamped["effort"] == 0, result
-        assert result.clamped["acceleration"] < 50, result
+        assert result.clamped["acceleration"] < 80, result
         assert sim.task.at_home(sim.data)

@@ -98,6 +98,27 @@ def test_when_chunk_ready_expect_commands_and_each_frame_submitted_once():
     assert st.chunk_delay_p50 == st.chunk_delay_p99 == pytest.approx(0.04)
 
 
+def test_when_restarted_expect_nothing_from_before_used_and_the_first_command_from_the_new_scene():
+    w, ctrl, world = _setup()
+    world.run(100)
+    w.finish(0.5)
+    assert isinstance(world.run(60)[-1], Command)
+    before = len(w.submitted)
+    t = world.ms / 1000 + 0.005  # after the newest frame (world.ms / 1000), which is being inferred
+    ctrl.restart(t)
+    ctrl.add_frame("late frame from before", t - 0.01)  # still on its way at the restart
+    w.finish(0.9)  # an inference on an observation from before the restart finishes after it
+    outs = world.run(30)
+    assert all(isinstance(o, Hold) for o in outs)  # no chunk: neither the old ones nor the late one
+    assert ctrl.status(world.ms / 1000).chunks_rejected == 1
+    world.run(30)
+    new = w.submitted[before:]
+    assert new and all(o.frame_stamp >= t for o in new)
+    w.finish(0.2)
+    outs = world.run(300)
+    assert np.array_equal(outs[-1].target, [0.2, 0.2])
+
+
 def test_when_no_chunk_taken_yet_expect_delay_percentiles_nan():
     _, ctrl, world = _setup()
     world.run(100)

@@ -34,7 +34,7 @@ def make_config(tmp_path, episodes=8, rows=4, **changes) -> TrainConfig:
 
 
 # -- config -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["train_tiny.yaml", "train_tiny_dagger.yaml", "train_g1.yaml"])
+@pytest.mark.parametrize("name", ["train_tiny.yaml", "train_g1.yaml"])
 def test_when_shipped_configs_loaded_expect_valid_and_naming_a_known_preset(name):
     cfg = load_train_config(name)
     load_preset(cfg.model.preset)

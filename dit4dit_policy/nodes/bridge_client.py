@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.duration import Duration
@@ -28,6 +29,7 @@ class BridgeClient(RosClient):
         super().__init__(domain_id, name)
         topics = load_yaml(params_file)["safety_bridge"]["ros__parameters"]["topics"]
         self.topics = topics
+        self._clients: dict[str, Any] = {}
         self._cmd_pub = self.node.create_publisher(JointState, topics["joint_command"], 10)
         self.joint_states: list[JointState] = []
         self.status: list[DiagnosticStatus] = []
@@ -47,15 +49,16 @@ class BridgeClient(RosClient):
         self._cmd_pub.publish(msg)
 
     def call(self, srv_type, name: str, request, timeout: float = 10.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {name} not available after {timeout} s")
-            future = client.call_async(request)
-            wait_for(future.done, timeout, f"an answer from {name}")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        # One client per service, kept: a new one must first discover the server (tens of ms or
+        # more), which episode starts (sim_session.Stack.new_episode) cannot wait for.
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} not available after {timeout} s")
+        future = client.call_async(request)
+        wait_for(future.done, timeout, f"an answer from {name}")
+        return future.result()
 
     def last_status(self) -> dict[str, str]:
         """The bridge's latest safety status as key -> value ({} before the first one)."""

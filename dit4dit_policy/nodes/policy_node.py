@@ -17,6 +17,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dit4dit_policy.model.checkpoint import read_checkpoint_config
@@ -84,6 +85,7 @@ class PolicyNode(Node):
         self.create_subscription(JointState, p["topics.joint_states"], self._on_joints, 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(String, p["topics.instruction"], self._on_instruction, latched)
+        self.create_service(Trigger, p["topics.restart_service"], self._on_restart)
         self.create_timer(1.0 / p["status_rate"], self._publish_status)
         # Triggered by the worker after each inference; the executor then publishes the chunk, so
         # that the control tick never spends its period building and sending a trajectory.
@@ -147,6 +149,12 @@ class PolicyNode(Node):
     def _on_instruction(self, msg: String) -> None:
         self.policy.instruction = msg.data
         self.get_logger().info(f"instruction: {msg.data!r}")
+
+    def _on_restart(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        self.controller.restart(now)
+        response.success, response.message = True, f"restarted: using observations from {now:.3f} on"
+        return response
 
     # Inference (the worker's thread) -----------------------------------------------------------
     def _infer(self, obs: Observation) -> np.ndarray:

@@ -86,6 +86,7 @@ class PolicyController:
         self._lock = threading.Lock()
         self._last_now = -math.inf
         self._last_submitted = -math.inf
+        self._not_before = -math.inf
         self._fault: str | None = None
         self._last_reason: HoldReason | None = HoldReason.NO_CHUNK
         self._accepted = 0
@@ -95,17 +96,28 @@ class PolicyController:
 
     def add_frame(self, frame: Any, stamp: float) -> None:
         with self._lock:
-            self._sync.add_frame(frame, stamp)
+            if stamp >= self._not_before:
+                self._sync.add_frame(frame, stamp)
 
     def add_joints(self, joints: np.ndarray, stamp: float) -> None:
         with self._lock:
-            self._sync.add_joints(joints, stamp)
+            if stamp >= self._not_before:
+                self._sync.add_joints(joints, stamp)
 
     def reset(self) -> None:
         """Forget the fault, chunks and inputs (e.g. on lifecycle re-activation)."""
         with self._lock:
             self._clear()
             self._fault = None
+
+    def restart(self, now: float) -> None:
+        """A new episode from `now` (the scene was reset): forget the chunks and inputs, and use
+        nothing observed before `now` - neither messages still on their way nor an inference still
+        running on such an observation - so that the first command comes from the new scene. Until
+        then the tick holds (NO_OBSERVATION / NO_CHUNK)."""
+        with self._lock:
+            self._clear()
+            self._not_before = now
 
     def tick(self, now: float) -> Command | Hold:
         with self._lock:
@@ -158,7 +170,9 @@ class PolicyController:
         if isinstance(result, InferenceFailed):
             self._fault = result.error
             return Hold(HoldReason.MODEL_ERROR, self._fault)
-        if isinstance(result, ChunkReady):
+        if isinstance(result, ChunkReady) and result.obs_stamp < self._not_before:
+            self._rejected += 1  # inferred from before a restart
+        elif isinstance(result, ChunkReady):
             try:
                 added = self._blender.add(result.chunk, result.obs_stamp, now)
             except ValueError as e:  # e.g. the joint count changed between chunks
