@@ -22,10 +22,12 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from PIL import Image as PILImage
 from rich.console import Console
 from rich.table import Table
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 
-from dit4dit_policy.config import load_yaml
+from dit4dit_policy.config import load_yaml, section_params
+from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.nodes.bridge_client import BridgeClient, wait_for
+from dit4dit_policy.nodes.common import stamp_seconds
 from dit4dit_policy.nodes.policy_node import image_array
 from dit4dit_policy.sim_session import SessionSettings, progress, running_stack
 
@@ -41,6 +43,27 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def beyond_limits(
+    stamps: np.ndarray, positions: np.ndarray, max_velocity: np.ndarray, max_acceleration: np.ndarray
+) -> dict[str, int]:
+    """Joint-samples of a command stream (stamps [N] s, positions [N, J]) whose finite-difference
+    velocity or acceleration, at the stream's own rate, exceeds the limits [J]: what the commands
+    themselves ask beyond the robot's limits, as opposed to what the bridge clamps per 2 ms tick,
+    which also counts the corners of its own linear interpolation between the commands."""
+    t, q = np.asarray(stamps, np.float64), np.asarray(positions, np.float64)
+    if t.ndim != 1 or q.shape[0] != t.size or np.any(np.diff(t) <= 0):
+        raise ValueError("need strictly increasing stamps [N] and positions [N, J]")
+    if t.size < 3:
+        return {"velocity": 0, "acceleration": 0}
+    dt = np.diff(t)[:, None]
+    v = np.diff(q, axis=0) / dt
+    a = np.diff(v, axis=0) / ((dt[1:] + dt[:-1]) / 2)
+    return {
+        "velocity": int(np.count_nonzero(np.abs(v) > max_velocity)),
+        "acceleration": int(np.count_nonzero(np.abs(a) > max_acceleration)),
+    }
 
 
 def contact_sheet(frames: list[np.ndarray], columns: int, path: Path, scale: int = 2) -> Path:
@@ -69,12 +92,15 @@ class Watcher:
         self.phase: str | None = None
         self.frames: list[np.ndarray] = []
         self.capture = False
+        # The policy's commands of the current episode: (header stamp, positions in action_joints order).
+        self.commands: list[tuple[float, list[float]]] = []
         self._every, self._count = every, 0
         self._lock = threading.Lock()
         topics = load_yaml("policy.yaml")["policy_node"]["ros__parameters"]["topics"]
         bridge.node.create_subscription(DiagnosticStatus, topics["status"], self._on_policy, 10)
         bridge.node.create_subscription(DiagnosticStatus, bridge.topics["safety_status"], self._on_bridge, 10)
         bridge.node.create_subscription(Image, topics["image"], self._on_image, 10)
+        bridge.node.create_subscription(JointState, topics["joint_command"], self._on_command, 50)
 
     def _on_policy(self, msg: DiagnosticStatus) -> None:
         with self._lock:
@@ -87,6 +113,19 @@ class Watcher:
                 seen = self.states_seen[phase]
                 state = msg.message.lower()
                 seen[state] = seen.get(state, 0) + 1
+
+    def _on_command(self, msg: JointState) -> None:
+        if self.phase == "episode":
+            with self._lock:
+                self.commands.append((stamp_seconds(msg.header.stamp), list(msg.position)))
+
+    def take_commands(self) -> tuple[np.ndarray, np.ndarray]:
+        """The commands since the last call (stamps, positions), duplicates of a stamp dropped."""
+        with self._lock:
+            commands, self.commands = self.commands, []
+        stamps = np.array([c[0] for c in commands])
+        keep = np.flatnonzero(np.diff(stamps, prepend=-np.inf) > 0)
+        return stamps[keep], np.array([commands[i][1] for i in keep]).reshape(len(keep), -1)
 
     def _on_image(self, msg: Image) -> None:
         if self.capture:
@@ -109,6 +148,12 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
         raise FileNotFoundError(f"{checkpoint} is not a checkpoint folder (no model.safetensors)")
     started = time.monotonic()
     results = []
+    # The limits the bridge enforces, for the joints the policy commands (in its order).
+    bridge_params = section_params("bridge.yaml", "safety_bridge")
+    table = load_joint_table(bridge_params["robot_variant"], bridge_params["joint_table"])
+    rows = [table.index(n) for n in section_params("policy.yaml", "policy_node")["action_joints"]]
+    limits = (table.column("max_velocity")[rows], table.column("max_acceleration")[rows])
+    beyond = {"velocity": 0, "acceleration": 0}
     with running_stack("policy", settings, checkpoint=checkpoint) as stack:
         console.print(
             f"[bold]dit4dit_policy demo[/bold]: simulated G1 (DDS domain {stack.dds_domain}), safety bridge, policy "
@@ -125,15 +170,17 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
             task = bar.add_task("policy episodes", total=episodes, note="")
             for k in range(episodes):
                 stack.check()
-                watch.capture = k == 0
                 watch.phase = "start"
                 stack.new_episode()
                 watch.phase = "episode"
+                watch.capture = k == 0
                 touch = sim.wait_for_outcome(float(cfg["episode_timeout"]), until="success")
                 # A touch is the task; the way home is given a while, and reported, but a policy
                 # that hovers near home is not waited for until the timeout.
                 outcome = sim.wait_for_outcome(float(cfg["return_timeout"])) if touch.success else touch
                 watch.capture = False
+                for quantity, n in beyond_limits(*watch.take_commands(), *limits).items():
+                    beyond[quantity] += n
                 results.append(
                     {
                         "episode": outcome.episode,
@@ -167,6 +214,7 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
         "bridge": {k: status[k] for k in sorted(status) if not k.startswith("state_rejected")},
         "safety": {
             "clamps_during_episodes": clamps,
+            "policy_commands_beyond_limits": beyond,
             "intervening_states_seen": intervened,
             "intervening_states_seen_at_episode_starts": at_starts,
         },
@@ -215,7 +263,11 @@ def _print(report: dict, console: Console) -> None:
             "bridge command -> wire p50 / p99 (ms)",
             f"{bridge.get('command_to_wire_p50_ms')} / {bridge.get('command_to_wire_p99_ms')}",
         ),
-        ("clamps during episodes", str(report["safety"]["clamps_during_episodes"])),
+        ("bridge clamps (per 2 ms tick)", str(report["safety"]["clamps_during_episodes"])),
+        (
+            "policy commands beyond the limits (at 50 Hz)",
+            str(report["safety"]["policy_commands_beyond_limits"]),
+        ),
         ("bridge hold/damping/fault seen", str(report["safety"]["intervening_states_seen"] or "never")),
         (
             "... while an episode started (reset, policy restart)",

@@ -12,7 +12,7 @@ from PIL import Image
 from rich.console import Console
 
 from dit4dit_policy.config import load_yaml
-from dit4dit_policy.demo import contact_sheet, run, wilson_interval
+from dit4dit_policy.demo import beyond_limits, contact_sheet, run, wilson_interval
 from dit4dit_policy.runner import console_scripts
 from dit4dit_policy.sim_session import SessionSettings, collect, stack_specs
 
@@ -77,6 +77,19 @@ def test_when_interval_computed_expect_it_holds_the_rate_inside_0_1_and_mirrors(
     assert 0.0 <= low <= k / n <= high <= 1.0 and high - low > 0
     mirror = wilson_interval(n - k, n)
     assert (low, high) == (pytest.approx(1 - mirror[1]), pytest.approx(1 - mirror[0]))
+
+
+def test_when_a_command_stream_is_checked_expect_samples_beyond_velocity_and_acceleration_counted():
+    t = 0.02 * np.arange(6)
+    smooth = np.stack([0.5 * t, np.zeros(6)], axis=1)  # 0.5 rad/s, no acceleration
+    vmax, amax = np.array([1.0, 1.0]), np.array([10.0, 10.0])
+    assert beyond_limits(t, smooth, vmax, amax) == {"velocity": 0, "acceleration": 0}
+    jump = smooth.copy()
+    jump[3:, 1] += 0.03  # one step of 1.5 rad/s in joint 1: its velocity once, its acceleration twice
+    assert beyond_limits(t, jump, vmax, amax) == {"velocity": 1, "acceleration": 2}
+    assert beyond_limits(t[:2], smooth[:2], vmax, amax) == {"velocity": 0, "acceleration": 0}
+    with pytest.raises(ValueError, match="strictly increasing"):
+        beyond_limits(t[::-1], smooth, vmax, amax)
 
 
 def test_when_frames_tiled_expect_each_in_its_cell_at_scale(tmp_path):
