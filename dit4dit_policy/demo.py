@@ -120,11 +120,13 @@ class Watcher:
                 self.commands.append((stamp_seconds(msg.header.stamp), list(msg.position)))
 
     def take_commands(self) -> tuple[np.ndarray, np.ndarray]:
-        """The commands since the last call (stamps, positions), duplicates of a stamp dropped."""
+        """The commands since the last call (stamps, positions); one stamped no later than an earlier
+        one (a repeat, or a clock step back) is dropped, so the stamps kept strictly increase."""
         with self._lock:
             commands, self.commands = self.commands, []
-        stamps = np.array([c[0] for c in commands])
-        keep = np.flatnonzero(np.diff(stamps, prepend=-np.inf) > 0)
+        stamps = np.array([c[0] for c in commands], dtype=np.float64)
+        latest_before = np.maximum.accumulate(np.concatenate([[-np.inf], stamps]))[:-1]
+        keep = np.flatnonzero(stamps > latest_before)
         return stamps[keep], np.array([commands[i][1] for i in keep]).reshape(len(keep), -1)
 
     def _on_image(self, msg: Image) -> None:
@@ -161,7 +163,7 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
         )
         sim, bridge = stack.sim, stack.bridge
         watch = Watcher(bridge, int(cfg["contact_sheet_every"]))
-        wait_for(lambda: watch.policy.get("message") == "publishing", 120.0, "the policy node's first commands")
+        stack.wait_for_policy_command(-math.inf, 120.0, "the policy node's first commands")
         wait_for(
             lambda: bridge.last_status().get("state", "").lower() == "active", 60.0, "the bridge to follow the policy"
         )

@@ -20,7 +20,7 @@ import random
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +113,10 @@ class Stack:
     logs: Path
     sim: Any  # nodes.sim_client.SimClient
     bridge: Any  # nodes.bridge_client.BridgeClient
-    driver: str
-    # Header stamp (s) of the newest command the policy node published (policy-driven stacks).
-    policy_command_stamp: list[float] = field(default_factory=lambda: [float("-inf")])
+    # The policy node's restart service; None where no policy drives.
+    policy_restart: str | None
+    # Header stamp (s) of the newest command the policy node published (set by running_stack).
+    policy_command_stamp: float = float("-inf")
 
     def check(self) -> None:
         """Raise if a node died or the bridge latched a fault: the session cannot go on."""
@@ -142,23 +143,25 @@ class Stack:
         """
         from std_srvs.srv import Trigger
 
-        from dit4dit_policy.nodes.bridge_client import wait_for
-
         def call(name: str, what: str) -> None:
             answer = self.bridge.call(Trigger, name, Trigger.Request(), timeout)
             if not answer.success:
                 raise RuntimeError(f"{name} did not {what}: {answer.message} (logs: {self.logs})")
 
-        if self.driver != "expert":
-            call(_topic("policy.yaml", "policy_node", "restart_service"), "restart the policy")
+        if self.policy_restart is not None:
+            call(self.policy_restart, "restart the policy")
             restarted = self.bridge.node.get_clock().now().nanoseconds * 1e-9
         task = self.sim.reset()
         call(self.bridge.topics["reset_service"], "re-engage the bridge")
-        if self.driver != "expert":
-            wait_for(
-                lambda: self.policy_command_stamp[0] >= restarted, timeout, "the policy's first command of the episode"
-            )
+        if self.policy_restart is not None:
+            self.wait_for_policy_command(restarted, timeout, "the policy's first command of the episode")
         return task
+
+    def wait_for_policy_command(self, after: float, timeout: float, what: str) -> None:
+        """Until the policy node has published a command stamped at or after `after` (s)."""
+        from dit4dit_policy.nodes.bridge_client import wait_for
+
+        wait_for(lambda: self.policy_command_stamp >= after, timeout, what)
 
 
 @contextmanager
@@ -180,14 +183,15 @@ def running_stack(driver: str, settings: SessionSettings, **kwargs: Any) -> Iter
         bridge = clients.enter_context(BridgeClient(ros_domain, name=f"{driver}_session"))
         for name, spec in specs.items():
             group.start(name, spec)
-        stack = Stack(group, ros_domain, dds_domain, logs, sim, bridge, driver)
-        if driver != "expert":
+        restart = None if driver == "expert" else _topic("policy.yaml", "policy_node", "restart_service")
+        stack = Stack(group, ros_domain, dds_domain, logs, sim, bridge, restart)
+        if restart is not None:
             from sensor_msgs.msg import JointState
 
             from dit4dit_policy.nodes.common import stamp_seconds
 
             def on_command(msg: JointState) -> None:
-                stack.policy_command_stamp[0] = stamp_seconds(msg.header.stamp)
+                stack.policy_command_stamp = stamp_seconds(msg.header.stamp)
 
             topic = _topic("policy.yaml", "policy_node", "joint_command")
             bridge.node.create_subscription(JointState, topic, on_command, 10)
@@ -244,12 +248,7 @@ def collect(
         )
         recorder.instruct(settings.instruction)
         if policy is not None:
-            from diagnostic_msgs.msg import DiagnosticStatus
-
-            seen: dict[str, str] = {}
-            topic = _topic("policy.yaml", "policy_node", "status")
-            bridge.node.create_subscription(DiagnosticStatus, topic, lambda m: seen.update(message=m.message), 10)
-            wait_for(lambda: seen.get("message") == "publishing", 120.0, "the policy node's first commands")
+            stack.wait_for_policy_command(float("-inf"), 120.0, "the policy node's first commands")
         with progress(console) as bar:
             task = bar.add_task(f"{driver} episodes", total=episodes, note="")
             for _ in range(episodes):
