@@ -114,6 +114,11 @@ class Bridge:
             self._pending.append((received, time.monotonic()))
         return verdict
 
+    def stop(self) -> None:
+        """Hand back at once (damping, no position gains, blend weight ramping to 0) and refuse
+        commands until `reset` and `activate`: for an operator moving the robot or the scene."""
+        self.limiter.disable(time.monotonic())
+
     def estop(self) -> None:
         self.limiter.estop()
 

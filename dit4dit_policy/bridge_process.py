@@ -27,7 +27,7 @@ from dit4dit_policy.periodic import make_realtime
 from dit4dit_policy.safety import EnableResult, SafetyConfig, Verdict
 
 # Calls the parent may make; anything else is a programming error, refused by name.
-_METHODS = ("command", "activate", "deactivate", "estop", "reset", "latest_sample", "report")
+_METHODS = ("command", "activate", "deactivate", "stop", "estop", "reset", "latest_sample", "report")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,9 @@ class BridgeProcess:
 
     def deactivate(self, damping_time: float) -> None:
         self._call("deactivate", damping_time, timeout=damping_time + 30.0)
+
+    def stop(self) -> None:
+        self._call("stop")
 
     def estop(self) -> None:
         self._call("estop")

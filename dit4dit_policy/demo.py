@@ -29,6 +29,7 @@ from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.nodes.bridge_client import BridgeClient, wait_for
 from dit4dit_policy.nodes.common import stamp_seconds
 from dit4dit_policy.nodes.policy_node import image_array
+from dit4dit_policy.safety import LimitSnapshot
 from dit4dit_policy.sim_session import SessionSettings, progress, running_stack
 
 # Bridge states that mean it stopped following the policy: none may appear once episodes run.
@@ -119,14 +120,15 @@ class Watcher:
             with self._lock:
                 self.commands.append((stamp_seconds(msg.header.stamp), list(msg.position)))
 
-    def take_commands(self) -> tuple[np.ndarray, np.ndarray]:
-        """The commands since the last call (stamps, positions); one stamped no later than an earlier
-        one (a repeat, or a clock step back) is dropped, so the stamps kept strictly increase."""
+    def take_commands(self, since: float) -> tuple[np.ndarray, np.ndarray]:
+        """The commands since the last call stamped at or after `since` (s; earlier ones were on
+        their way when the episode started), as (stamps, positions); one stamped no later than an
+        earlier one (a repeat, or a clock step back) is dropped, so the stamps kept strictly increase."""
         with self._lock:
             commands, self.commands = self.commands, []
         stamps = np.array([c[0] for c in commands], dtype=np.float64)
         latest_before = np.maximum.accumulate(np.concatenate([[-np.inf], stamps]))[:-1]
-        keep = np.flatnonzero(stamps > latest_before)
+        keep = np.flatnonzero((stamps > latest_before) & (stamps >= since))
         return stamps[keep], np.array([commands[i][1] for i in keep]).reshape(len(keep), -1)
 
     def _on_image(self, msg: Image) -> None:
@@ -150,11 +152,13 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
         raise FileNotFoundError(f"{checkpoint} is not a checkpoint folder (no model.safetensors)")
     started = time.monotonic()
     results = []
-    # The limits the bridge enforces, for the joints the policy commands (in its order).
+    # The limits the bridge enforces (velocity: the command ceiling, not the motors' own), for the
+    # joints the policy commands, in its order.
     bridge_params = section_params("bridge.yaml", "safety_bridge")
     table = load_joint_table(bridge_params["robot_variant"], bridge_params["joint_table"])
     rows = [table.index(n) for n in section_params("policy.yaml", "policy_node")["action_joints"]]
-    limits = (table.column("max_velocity")[rows], table.column("max_acceleration")[rows])
+    enforced = LimitSnapshot.from_table(table)
+    limits = (enforced.max_velocity[rows], enforced.max_acceleration[rows])
     beyond = {"velocity": 0, "acceleration": 0}
     with running_stack("policy", settings, checkpoint=checkpoint) as stack:
         console.print(
@@ -181,7 +185,7 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
                 # that hovers near home is not waited for until the timeout.
                 outcome = sim.wait_for_outcome(float(cfg["return_timeout"])) if touch.success else touch
                 watch.capture = False
-                for quantity, n in beyond_limits(*watch.take_commands(), *limits).items():
+                for quantity, n in beyond_limits(*watch.take_commands(stack.policy_restarted), *limits).items():
                     beyond[quantity] += n
                 results.append(
                     {

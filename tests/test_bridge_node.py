@@ -126,9 +126,58 @@ def test_when_estop_called_expect_latched_damping_until_reset(stack):
     time.sleep(0.3)
     after = wire.poll()[n:]
     assert after and all(s.motor_cmd[ELBOW_SLOT].kp == 0.0 and s.motor_cmd[ELBOW_SLOT].kd > 0 for s in after)
-    wait_for(lambda: ros.last_status().get("state") == "ESTOP", 5, "safety status ESTOP")
-    assert int(ros.last_status()["rejected.rejected_latched"]) > 0
+    _wait_for_refusals(ros, "ESTOP", "rejected.rejected_latched")
+    _reset_to_position_control(ros, wire)
 
+
+def _wait_for_refusals(ros: BridgeClient, state: str, counter: str) -> None:
+    wait_for(
+        lambda: ros.last_status().get("state") == state and int(ros.last_status()[counter]) > 0,
+        5,
+        f"safety status {state}, with the commands since counted as refused",
+    )
+
+
+def _reset_to_position_control(ros: BridgeClient, wire: CommandTap) -> None:
     assert ros.call(Trigger, "/dit4dit/reset", Trigger.Request()).success
     stream(ros, [ELBOW], [1.2], seconds=1.0)
     assert wire.poll()[-1].motor_cmd[ELBOW_SLOT].kp > 0, "reset did not bring the bridge back to position control"
+
+
+def test_when_stop_called_expect_damping_and_commands_refused_until_reset(stack):
+    ros, wire, _ = stack(autostart=True)
+    ros.wait_for_bridge()
+    wait_for(lambda: len(wire.poll()) > 20, 20, "LowCmd_ on rt/arm_sdk")
+    stream(ros, [ELBOW], [1.2], seconds=0.5)
+    assert wire.poll()[-1].motor_cmd[ELBOW_SLOT].kp > 0
+
+    answer = ros.call(Trigger, "/dit4dit/stop", Trigger.Request())
+    assert answer.success, answer.message
+    time.sleep(0.2)  # what was written before the stop has reached the tap
+    n = len(wire.poll())
+    stream(ros, [ELBOW], [1.2], seconds=0.5)  # refused, not followed
+    after = wire.poll()[n:]
+    assert after and all(s.motor_cmd[ELBOW_SLOT].kp == 0.0 for s in after)
+    # Damping while the blend weight ramps back to 0 (the robot's own controller has the arm then).
+    assert all(s.motor_cmd[ELBOW_SLOT].kd > 0 for s in after if s.motor_cmd[WEIGHT_SLOT].q > 0)
+    assert np.all(np.diff([s.motor_cmd[WEIGHT_SLOT].q for s in after]) <= 0), "the blend weight rose after stop"
+    _wait_for_refusals(ros, "STOPPED", "rejected.rejected_not_enabled")
+    _reset_to_position_control(ros, wire)
+
+
+def test_when_robot_state_stops_expect_joint_states_to_stop_too_never_restamped(stack):
+    ros, _, group = stack(autostart=True)
+    ros.wait_for_bridge()
+    wait_for(lambda: len(ros.joint_states) > 20, 20, "/joint_states")
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in ros.joint_states]
+    assert np.all(np.diff(stamps) > 0), "a LowState was published twice"
+    age = ros.node.get_clock().now().nanoseconds * 1e-9 - stamps[-1]
+    assert 0.0 <= age < 0.5  # stamped when it arrived: recent, not in the future
+
+    robot = group.procs["robot"]
+    robot.terminate()
+    robot.wait(10)
+    time.sleep(0.3)  # what was on its way has arrived
+    n = len(ros.joint_states)
+    time.sleep(1.0)
+    assert len(ros.joint_states) == n, "/joint_states went on with a state that no longer arrives"

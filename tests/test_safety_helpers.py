@@ -111,7 +111,9 @@ class Rig:
         return outs
 
     def command(self, names, position, effort=None, velocity=None) -> Verdict:
-        self.stamp += 1.0
+        # Stamped when sent, as a sender on the same clock would (the limiter's interpolation
+        # takes its segment lengths from the stamps); later than every earlier stamp.
+        self.stamp = max(self.now, self.stamp + 1e-6)
         return self.limiter.submit(list(names), position, velocity, effort, self.stamp, self.now)
 
     def rows(self, names) -> list[int]:

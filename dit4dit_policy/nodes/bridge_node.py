@@ -7,9 +7,12 @@ shutdown: damping, then stop writing. Moves nothing until activated.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.duration import Duration
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
@@ -33,6 +36,7 @@ class SafetyBridgeNode(Node):
         self.p = declare_from_yaml(self, PARAMS_FILE, NODE_NAME)
         self.bridge: BridgeProcess | None = None
         self._timers = []
+        self._published_recv_time = -float("inf")  # of the LowState last published on /joint_states
 
     # Lifecycle --------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -75,6 +79,7 @@ class SafetyBridgeNode(Node):
         self._cmd_sub = self.create_subscription(
             JointState, p["topics.joint_command"], self._on_command, 10
         )
+        self._stop_srv = self.create_service(Trigger, p["topics.stop_service"], self._on_stop)
         self._estop_srv = self.create_service(Trigger, p["topics.estop_service"], self._on_estop)
         self._reset_srv = self.create_service(Trigger, p["topics.reset_service"], self._on_reset)
         self._timers = [
@@ -156,13 +161,20 @@ class SafetyBridgeNode(Node):
                 f"command with {n} joints rejected: {verdict.name}", throttle_duration_sec=1.0
             )
 
+    def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.get_logger().info("stop: damping, commands refused until reset")
+        return self._halt(BridgeProcess.stop, "stopped; reset to move again", response)
+
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.get_logger().error("EMERGENCY STOP: latched damping until reset")
+        return self._halt(BridgeProcess.estop, "e-stop latched", response)
+
+    def _halt(self, how, done: str, response: Trigger.Response) -> Trigger.Response:
         bridge = self._live_bridge()
         if bridge is not None:
-            bridge.estop()
-        self.get_logger().error("EMERGENCY STOP: latched damping until reset")
+            how(bridge)
         response.success = bridge is not None
-        response.message = "e-stop latched" if response.success else "motor process not running"
+        response.message = done if response.success else "motor process not running"
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -182,9 +194,13 @@ class SafetyBridgeNode(Node):
     def _publish_state(self) -> None:
         bridge = self._live_bridge()
         sample = bridge.latest_sample() if bridge is not None else None
-        if sample is None:
-            return
-        now = self.get_clock().now().to_msg()
+        if sample is None or not sample.recv_time > self._published_recv_time:
+            return  # none yet, or this one is out already
+        self._published_recv_time = sample.recv_time
+        # Stamped when the LowState arrived, not now: a state that stopped coming (a stalled link,
+        # a simulator resetting) must not look fresh to a policy pairing it with a new camera frame.
+        age_ns = int((time.monotonic() - sample.recv_time) * 1e9)
+        now = (self.get_clock().now() - Duration(nanoseconds=age_ns)).to_msg()
         js = JointState()
         js.header.stamp = now
         js.name = self._names

@@ -285,7 +285,7 @@ class SafetyLimiter:
             self._clamped["position"] += int(np.count_nonzero(clipped != position))
             self._target[rows] = clipped
             self._tau_cmd[rows] = effort
-            self._interp.push(self._target, now)
+            self._interp.push(self._target, now, float(stamp))
             self._t_watchdog = self._t_accepted = now
             self._last_stamp = float(stamp)
             self._accepted += 1

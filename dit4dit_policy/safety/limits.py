@@ -99,6 +99,13 @@ def approach_step(error: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
     return np.copysign(np.minimum(distance, braking_step(distance, accel_step)), error)
 
 
+# Share of the acceleration bound the approach to a goal plans its braking with (see limit_motion).
+# Halving it doubles the output's lag behind a moving goal (its stopping distance: 0.02 rad at
+# 1 rad/s against 50 rad/s^2) and, measured on the demo's command stream, cuts the acceleration
+# clips 8x.
+BRAKING_SHARE = 0.5
+
+
 class Motion(NamedTuple):
     q: np.ndarray  # next output position
     step: np.ndarray  # q - q_prev
@@ -116,8 +123,14 @@ def limit_motion(
     max_step: np.ndarray,
     accel_step: np.ndarray,
 ) -> Motion:
-    """One tick from q_prev toward goal. Later bounds win: position > velocity > acceleration."""
-    wanted = approach_step(clamp_position(goal, lower, upper) - q_prev, accel_step)
+    """One tick from q_prev toward goal. Later bounds win: position > velocity > acceleration.
+
+    The approach brakes as if at BRAKING_SHARE of the acceleration bound, which the bound then
+    enforces in full: the difference is room for the goal's own changes of speed. Planned at the
+    full bound, the approach leaves none, and the bound clips the output wherever a moving goal
+    slows or turns - on the demo's command stream, on smooth stretches well inside the limits.
+    """
+    wanted = approach_step(clamp_position(goal, lower, upper) - q_prev, accel_step * BRAKING_SHARE)
     accel_limited = limit_acceleration(wanted, step_prev, accel_step)
     step = limit_velocity(accel_limited, max_step)
     unclamped = q_prev + step
