@@ -90,6 +90,11 @@ class Watcher:
         # Bridge states by phase: "start" (Stack.new_episode: scene reset, policy restart, bridge
         # re-engaged) and "episode" (the policy driving); None: not counted.
         self.states_seen: dict[str, dict[str, int]] = {"start": {}, "episode": {}}
+        # Growth of the bridge's clamp and late-command counters by phase: each status's growth
+        # since the previous one goes to the phase it arrived in (so it may belong to the ~0.1 s
+        # before a change).
+        self.grown: dict[str, dict[str, int]] = {"start": {}, "episode": {}}
+        self._counts: dict[str, int] | None = None
         self.phase: str | None = None
         self.frames: list[np.ndarray] = []
         self.capture = False
@@ -109,11 +114,19 @@ class Watcher:
 
     def _on_bridge(self, msg: DiagnosticStatus) -> None:
         phase = self.phase
-        if phase is not None:
-            with self._lock:
-                seen = self.states_seen[phase]
-                state = msg.message.lower()
-                seen[state] = seen.get(state, 0) + 1
+        counted = [kv for kv in msg.values if kv.key.startswith("clamped.") or kv.key == "late_commands"]
+        counts = {kv.key: int(kv.value) for kv in counted}
+        with self._lock:
+            before, self._counts = self._counts, counts
+            if phase is None:
+                return
+            seen = self.states_seen[phase]
+            state = msg.message.lower()
+            seen[state] = seen.get(state, 0) + 1
+            if before is not None:
+                grown = self.grown[phase]
+                for key, n in counts.items():
+                    grown[key] = grown.get(key, 0) + n - before.get(key, 0)
 
     def _on_command(self, msg: JointState) -> None:
         if self.phase == "episode":
@@ -171,7 +184,6 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
         wait_for(
             lambda: bridge.last_status().get("state", "").lower() == "active", 60.0, "the bridge to follow the policy"
         )
-        clamps_before = {k: v for k, v in bridge.last_status().items() if k.startswith("clamped.")}
         with progress(console) as bar:
             task = bar.add_task("policy episodes", total=episodes, note="")
             for k in range(episodes):
@@ -206,7 +218,6 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
 
     wins = sum(r["success"] for r in results)
     low, high = wilson_interval(wins, len(results))
-    clamps = {k: int(status.get(k, 0)) - int(v) for k, v in clamps_before.items()}
     intervened = {s: n for s, n in watch.states_seen["episode"].items() if s in INTERVENING_STATES}
     at_starts = {s: n for s, n in watch.states_seen["start"].items() if s in INTERVENING_STATES}
     report = {
@@ -219,7 +230,10 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
         "policy": {k: policy.get(k) for k in sorted(policy)},
         "bridge": {k: status[k] for k in sorted(status) if not k.startswith("state_rejected")},
         "safety": {
-            "clamps_during_episodes": clamps,
+            "clamps_during_episodes": {k: n for k, n in watch.grown["episode"].items() if k.startswith("clamped.")},
+            "clamps_at_episode_starts": {k: n for k, n in watch.grown["start"].items() if k.startswith("clamped.")},
+            # Commands that reached the bridge half an interval or more behind the policy's schedule.
+            "late_commands_during_episodes": watch.grown["episode"].get("late_commands", 0),
             "policy_commands_beyond_limits": beyond,
             "intervening_states_seen": intervened,
             "intervening_states_seen_at_episode_starts": at_starts,
@@ -269,14 +283,16 @@ def _print(report: dict, console: Console) -> None:
             "bridge command -> wire p50 / p99 (ms)",
             f"{bridge.get('command_to_wire_p50_ms')} / {bridge.get('command_to_wire_p99_ms')}",
         ),
-        ("bridge clamps (per 2 ms tick)", str(report["safety"]["clamps_during_episodes"])),
+        ("bridge clamps during episodes (joint-ticks)", str(report["safety"]["clamps_during_episodes"])),
+        ("... while episodes started", str(report["safety"]["clamps_at_episode_starts"])),
+        ("commands late at the bridge (>= half an interval)", str(report["safety"]["late_commands_during_episodes"])),
         (
             "policy commands beyond the limits (at 50 Hz)",
             str(report["safety"]["policy_commands_beyond_limits"]),
         ),
         ("bridge hold/damping/fault seen", str(report["safety"]["intervening_states_seen"] or "never")),
         (
-            "... while an episode started (reset, policy restart)",
+            "... while episodes started (bridge stop, reset, policy restart)",
             str(report["safety"]["intervening_states_seen_at_episode_starts"] or "never"),
         ),
         ("wall time (s)", f"{report['wall_time_s']:.0f}"),

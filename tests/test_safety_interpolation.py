@@ -96,6 +96,16 @@ def test_when_delivery_jitters_expect_speed_from_the_stamps_and_the_reference_ha
     assert np.abs(accel).max() < 0.25 * 2 * 1.0 * late / 0.02**2
 
 
+def test_when_a_target_is_delivered_behind_schedule_expect_it_counted_late_never_a_pause_or_jitter():
+    it = _interp()
+    _stream(it, [0.02 * k for k in range(10)], arrivals=0.02 * np.arange(50, 60) + 0.006)  # 6 ms late each
+    assert it.late == 0
+    it.push(np.array([0.3]), now=100.0, stamp=1.20)  # stamped 20 ms after the last, delivered ~99 s later
+    assert it.late == 1
+    it.push(np.array([0.3]), now=200.0, stamp=101.0)  # the sender paused: not late
+    assert it.late == 1
+
+
 def test_when_sampled_before_the_segment_start_expect_its_start():
     it = _interp(value=0.5)
     it.push(np.array([1.0]), now=1.0, stamp=1.0)

@@ -36,6 +36,10 @@ class CommandInterpolator:
 
     T is clamped to [min_interval, max_interval] so that a burst cannot divide by ~0 and a target
     after a gap is not crawled toward; the first target after reset() uses max_interval.
+
+    `late` counts targets that found the reference at rest although their stamp was within
+    max_interval of the previous one: delivered half an interval or more behind the sender's
+    schedule, so the reference stopped and must catch up (what a stalled transport looks like).
     """
 
     def __init__(self, size: int, max_interval: float, min_interval: float = 1e-3):
@@ -43,6 +47,7 @@ class CommandInterpolator:
             raise ValueError(f"need 0 < min_interval <= max_interval < inf, got {min_interval} and {max_interval}")
         self.min_interval = float(min_interval)
         self.max_interval = float(max_interval)
+        self.late = 0
         self.reset(np.zeros(size))
 
     def reset(self, value: np.ndarray) -> None:
@@ -63,6 +68,8 @@ class CommandInterpolator:
         interval = np.nan if self._last_stamp is None else stamp - self._last_stamp
         period = min(max(interval, self.min_interval), self.max_interval) if interval > 0 else self.max_interval
         moving = now < self._t_end
+        if not moving and interval <= self.max_interval:  # False for NaN: no previous target
+            self.late += 1
         self._p0, self._v0 = self._state(now)
         if moving:
             due = self._t_mid + period - now  # on the sender's schedule

@@ -155,6 +155,7 @@ class SafetyStatus:
     rejected: MappingProxyType[Verdict, int]  # commands rejected, per reason
     state_rejected: MappingProxyType[Verdict, int]  # LowStates rejected, per reason
     clamped: MappingProxyType[str, int]  # joint-ticks changed, per quantity (position, velocity, ...)
+    late_commands: int  # accepted commands delivered behind the sender's schedule (CommandInterpolator.late)
     since_command: float  # s since the last accepted command (inf if none)
     since_state: float  # s since the last accepted LowState (inf if none)
     since_transition: float  # s in the current state
@@ -173,6 +174,7 @@ class SafetyStatus:
         values.update({f"rejected.{v.value}": n for v, n in self.rejected.items()})
         values.update({f"state_rejected.{v.value}": n for v, n in self.state_rejected.items()})
         values.update({f"clamped.{k}": n for k, n in self.clamped.items()})
+        values["late_commands"] = self.late_commands
         return values
 
 
@@ -501,6 +503,7 @@ class SafetyLimiter:
                 rejected=MappingProxyType(dict(self._rejected)),
                 state_rejected=MappingProxyType(dict(self._state_rejected)),
                 clamped=MappingProxyType(dict(self._clamped)),
+                late_commands=self._interp.late,
                 since_command=math.inf if self._t_accepted is None else now - self._t_accepted,
                 since_state=math.inf if self._t_state is None else now - self._t_state,
                 since_transition=0.0 if self._t_transition is None else now - self._t_transition,

@@ -101,8 +101,10 @@ def approach_step(error: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
 
 # Share of the acceleration bound the approach to a goal plans its braking with (see limit_motion).
 # Halving it doubles the output's lag behind a moving goal (its stopping distance: 0.02 rad at
-# 1 rad/s against 50 rad/s^2) and, measured on the demo's command stream, cuts the acceleration
-# clips 8x.
+# 1 rad/s against 50 rad/s^2; on the demo's commands 7 mrad p50, 20 mrad p99). Measured on 8 of the
+# demo's episodes (commands inside the limits), replayed through the interpolation with 4 ms of
+# delivery jitter: planned at the full bound the limiter clipped 188 joint-ticks, at 3/4 none, at
+# half none.
 BRAKING_SHARE = 0.5
 
 
