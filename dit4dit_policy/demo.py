@@ -4,8 +4,9 @@ node serving the default checkpoint, for a number of randomised reach-and-touch 
 Everything runs as it would next to the robot: separate processes started from the parameter files
 in config/ (what g1_sim.launch.py starts), the simulator speaking the G1's DDS protocol, the bridge
 limiting every command. Prints the success rate with its 95 % interval, the inference latency,
-control-loop and bridge figures and what the safety bridge had to do; writes a JSON report and a
-contact sheet (PNG) of the first episode's camera frames.
+control-loop and bridge figures and what the safety bridge had to do; writes a JSON report, a
+contact sheet (PNG) of the first episode's camera frames and the policy's commands per episode
+(commands.npz, replayed by bench/bench_limiter_replay.py).
 """
 
 from __future__ import annotations
@@ -169,10 +170,12 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
     # joints the policy commands, in its order.
     bridge_params = section_params("bridge.yaml", "safety_bridge")
     table = load_joint_table(bridge_params["robot_variant"], bridge_params["joint_table"])
-    rows = [table.index(n) for n in section_params("policy.yaml", "policy_node")["action_joints"]]
+    action_joints = section_params("policy.yaml", "policy_node")["action_joints"]
+    rows = [table.index(n) for n in action_joints]
     enforced = LimitSnapshot.from_table(table)
     limits = (enforced.max_velocity[rows], enforced.max_acceleration[rows])
     beyond = {"velocity": 0, "acceleration": 0}
+    streams: dict[str, np.ndarray] = {}  # the policy's commands per episode, for bench/bench_limiter_replay.py
     with running_stack("policy", settings, checkpoint=checkpoint) as stack:
         console.print(
             f"[bold]dit4dit_policy demo[/bold]: simulated G1 (DDS domain {stack.dds_domain}), safety bridge, policy "
@@ -197,7 +200,9 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
                 # that hovers near home is not waited for until the timeout.
                 outcome = sim.wait_for_outcome(float(cfg["return_timeout"])) if touch.success else touch
                 watch.capture = False
-                for quantity, n in beyond_limits(*watch.take_commands(stack.policy_restarted), *limits).items():
+                stamps, positions = watch.take_commands(stack.policy_restarted)
+                streams[f"stamps_{k:03d}"], streams[f"positions_{k:03d}"] = stamps, positions
+                for quantity, n in beyond_limits(stamps, positions, *limits).items():
                     beyond[quantity] += n
                 results.append(
                     {
@@ -251,6 +256,8 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
         report["contact_sheet"] = str(
             contact_sheet(watch.frames, int(cfg["contact_sheet_columns"]), out / "episode_0.png")
         )
+    np.savez_compressed(out / "commands.npz", joints=np.array(action_joints), **streams)
+    report["commands"] = str(out / "commands.npz")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     _print(report, console)
     console.print(f"report: {out / 'report.json'}")

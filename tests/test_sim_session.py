@@ -117,6 +117,13 @@ def test_when_demo_runs_one_episode_expect_report_with_the_stacks_figures(tmp_pa
     assert int(report["policy"]["inferences"]) > 0
     assert int(report["bridge"]["accepted"]) > 0
     assert (tmp_path / "demo" / "episode_0.png").is_file()
+    # The episode's commands as the policy published them: its joints, strictly increasing stamps.
+    joints = load_yaml("policy.yaml")["policy_node"]["ros__parameters"]["action_joints"]
+    with np.load(written["commands"]) as commands:
+        assert list(commands["joints"]) == joints
+        stamps, positions = commands["stamps_000"], commands["positions_000"]
+    assert stamps.size > 100 and np.all(np.diff(stamps) > 0)
+    assert positions.shape == (stamps.size, len(joints)) and np.all(np.isfinite(positions))
 
 
 @pytest.mark.slow
