@@ -130,7 +130,7 @@ class Watcher:
                     grown[key] = grown.get(key, 0) + n - before.get(key, 0)
 
     def _on_command(self, msg: JointState) -> None:
-        if self.phase == "episode":
+        if self.phase is not None:  # from the episode's start: its first commands come before new_episode returns
             with self._lock:
                 self.commands.append((stamp_seconds(msg.header.stamp), list(msg.position)))
 
@@ -143,7 +143,9 @@ class Watcher:
         stamps = np.array([c[0] for c in commands], dtype=np.float64)
         latest_before = np.maximum.accumulate(np.concatenate([[-np.inf], stamps]))[:-1]
         keep = np.flatnonzero((stamps > latest_before) & (stamps >= since))
-        return stamps[keep], np.array([commands[i][1] for i in keep]).reshape(len(keep), -1)
+        if keep.size == 0:
+            return stamps[keep], np.empty((0, 0))
+        return stamps[keep], np.array([commands[i][1] for i in keep])
 
     def _on_image(self, msg: Image) -> None:
         if self.capture:

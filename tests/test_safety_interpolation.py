@@ -71,7 +71,9 @@ def test_when_targets_accelerate_steadily_expect_the_reference_to_accelerate_as_
 
 
 def test_when_a_target_arrives_expect_neither_the_reference_nor_its_velocity_to_jump():
-    for arrival in (0.03, 0.045, 0.055):  # during the bend, during the line, close to its end
+    # In the bend, in the line (the second target's bend ends at 0.05, 1.5 intervals, the most it
+    # may take; its line at 0.06).
+    for arrival in (0.03, 0.052, 0.058):
         it = _interp()
         it.push(np.array([0.0]), now=0.0, stamp=0.0)
         it.push(np.array([0.2]), now=0.02, stamp=0.02)
@@ -81,6 +83,17 @@ def test_when_a_target_arrives_expect_neither_the_reference_nor_its_velocity_to_
         after = np.array([_at(it, arrival), _at(it, arrival + h)])
         assert after[0] == before[1]
         assert (after[1] - after[0]) / h == pytest.approx((before[1] - before[0]) / h, rel=1e-4, abs=1e-6)
+
+
+def test_when_two_targets_arrive_at_one_instant_expect_the_velocity_kept():
+    it = _interp()
+    for k in range(3):
+        it.push(np.array([0.2 * k]), now=0.02 * k, stamp=0.02 * k)
+    h = 1e-6
+    before = (_at(it, 0.04 + h) - _at(it, 0.04)) / h
+    assert before > 1.0  # moving
+    it.push(np.array([0.6]), now=0.04, stamp=0.06)  # delivered together with the previous one
+    assert (_at(it, 0.04 + h) - _at(it, 0.04)) / h == pytest.approx(before, rel=1e-3)
 
 
 def test_when_delivery_jitters_expect_speed_from_the_stamps_and_the_reference_hardly_bent():
@@ -118,7 +131,9 @@ def test_when_targets_come_in_a_burst_expect_the_interval_clamped_to_min_interva
     it.push(np.array([0.0]), now=0.0, stamp=0.0)
     it.push(np.array([1.0]), now=0.2, stamp=0.2)  # the reference rests on 0 by then
     it.push(np.array([2.0]), now=0.2 + 1e-6, stamp=0.2 + 1e-6)
-    assert _at(it, 0.2 + 1e-6 + 0.01) == 2.0  # a bend of at most 1.5 intervals, then half an interval
+    # The interval is 5 ms, not 1 us: the waypoint (1.5) is due within 1.5 of them, then the line.
+    assert _at(it, 0.2 + 1e-6 + 0.0075) == pytest.approx(1.5)
+    assert _at(it, 0.2 + 1e-6 + 0.0101) == 2.0
 
 
 def test_when_target_follows_a_gap_expect_the_interval_clamped_to_max_interval():

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.duration import Duration
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.time import Time
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
@@ -200,7 +200,8 @@ class SafetyBridgeNode(Node):
         # Stamped when the LowState arrived, not now: a state that stopped coming (a stalled link,
         # a simulator resetting) must not look fresh to a policy pairing it with a new camera frame.
         age_ns = int((time.monotonic() - sample.recv_time) * 1e9)
-        now = (self.get_clock().now() - Duration(nanoseconds=age_ns)).to_msg()
+        clock_now = self.get_clock().now()  # 0 under use_sim_time until the first /clock: never below it
+        now = Time(nanoseconds=max(clock_now.nanoseconds - age_ns, 0), clock_type=clock_now.clock_type).to_msg()
         js = JointState()
         js.header.stamp = now
         js.name = self._names

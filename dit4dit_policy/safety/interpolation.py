@@ -30,8 +30,9 @@ class CommandInterpolator:
     Waypoints keep the sender's schedule: each is due one stamp interval after the previous one,
     not one interval after its target happened to arrive, so jitter in delivery neither bends the
     reference nor changes its speed (it only has to stay within half an interval: the bend takes
-    between T / 2 and 3 T / 2). A target that finds the reference at rest on P' starts a new
-    schedule. Per joint the reference stays within the range of where it was on arrival and the
+    between T / 2 and 3 T / 2). The velocity steps only where the line ends on P (the stream
+    stopped, or its next target came more than T / 2 late); a target that finds the reference at
+    rest on P' starts a new schedule. Per joint the reference stays within the range of where it was on arrival and the
     last two targets, so it is never past any value commanded.
 
     T is clamped to [min_interval, max_interval] so that a burst cannot divide by ~0 and a target
@@ -92,7 +93,7 @@ class CommandInterpolator:
         """Position and velocity at `now`."""
         if now >= self._t_end:
             return self._end.copy(), np.zeros_like(self._end)
-        if not now > self._t0:  # also a NaN time: stay at a value that was actually reached
+        if not now >= self._t0:  # also a NaN time: stay at a value that was actually reached
             return self._p0.copy(), np.zeros_like(self._p0)
         if now < self._t_mid:
             h = self._t_mid - self._t0
