@@ -53,7 +53,7 @@ def beyond_limits(
     """Joint-samples of a command stream (stamps [N] s, positions [N, J]) whose finite-difference
     velocity or acceleration, at the stream's own rate, exceeds the limits [J]: what the commands
     themselves ask beyond the robot's limits, as opposed to what the bridge clamps per 2 ms tick,
-    which also counts the corners of its own linear interpolation between the commands."""
+    which also counts its catching up after a command delivered late."""
     t, q = np.asarray(stamps, np.float64), np.asarray(positions, np.float64)
     if t.ndim != 1 or q.shape[0] != t.size or np.any(np.diff(t) <= 0):
         raise ValueError("need strictly increasing stamps [N] and positions [N, J]")

@@ -6,7 +6,8 @@ the node converts camera messages, and served by what the node serves with: `ope
 `ObservationPolicy` (which runs `preprocessing.image_to_model`), holding the instruction the node
 would hold at that time. Action k of a chunk is the target for t_obs + (k + 1) * action_period
 (policy/chunking.py); the recorded action at that time is the operator's command, interpolated
-linearly between command messages as the bridge runs them (policy/sync.interpolate). A frame is
+linearly between command messages (policy/sync.interpolate, as in training; the bridge's own
+reference, a B-spline of the commands, trails that by about half a command interval). A frame is
 evaluated only when its whole chunk lies within the recorded commands: nothing is extrapolated.
 """
 
