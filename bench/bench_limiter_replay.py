@@ -2,8 +2,9 @@
 
 The demo writes each episode's commands, as the policy published them (header stamps, positions),
 to runs/demo/commands.npz. Here each episode goes through a SafetyLimiter at 500 Hz as the bridge
-runs it (arm_sdk mode, the joint table's limits, re-engaged from the episode's first command), the
-robot following the output exactly, under three kinds of delivery:
+runs it in the demo (config/bridge.yaml with the sessions' bridge_overrides, the joint table's
+limits, re-engaged from the episode's first command), the robot following the output exactly, under
+three kinds of delivery:
 
 - on time: each command 1 ms after its stamp;
 - jittered: plus an exponential delay of mean 2 or 4 ms (order kept);
@@ -31,6 +32,7 @@ from rich.table import Table
 from dit4dit_policy.config import section_params
 from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.safety import CommandInterpolator, SafetyConfig, SafetyLimiter
+from dit4dit_policy.sim_session import SessionSettings
 
 TICK = 0.002
 LATE_PER_EPISODE = 5
@@ -44,10 +46,9 @@ def episodes(path: Path) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]
     return names, [(t, q) for t, q in runs if t.size > 2]
 
 
-def replay(table, names, stamps, positions, arrivals) -> dict[str, int]:
+def replay(table, config, names, stamps, positions, arrivals) -> dict[str, int]:
     """One episode through a fresh limiter; the robot is where the limiter's output says."""
     rows = [table.index(n) for n in names]
-    config = SafetyConfig(mode="arm_sdk", ramp_time=0.5, state_timeout=1e9)
     limiter = SafetyLimiter(table, config)
     interpolator = CommandInterpolator(len(names), max_interval=config.hold_after)  # the limiter's, for the arm
     interpolator.reset(positions[0])
@@ -98,15 +99,16 @@ def main() -> None:
     if not args.commands.is_file():
         raise SystemExit(f"{args.commands} not found: run the demo first (bash scripts/demo.sh)")
 
-    bridge = section_params("bridge.yaml", "safety_bridge")
+    bridge = {**section_params("bridge.yaml", "safety_bridge"), **SessionSettings.load().bridge_overrides}
     table = load_joint_table(bridge["robot_variant"], bridge["joint_table"])
+    config = SafetyConfig.from_params(bridge)
     names, runs = episodes(args.commands)
     rng = np.random.default_rng(args.seed)
     totals: dict[str, dict[str, int]] = {}
     for stamps, positions in track(runs, description="replaying episodes"):
         for label, arrivals in scenarios(stamps, rng).items():
             counts = totals.setdefault(label, {})
-            for key, n in replay(table, names, stamps, positions, arrivals).items():
+            for key, n in replay(table, config, names, stamps, positions, arrivals).items():
                 counts[key] = counts.get(key, 0) + n
 
     console = Console()

@@ -547,3 +547,19 @@ def test_when_outputs_returned_expect_read_only_arrays(joint_table):
         for field in ("q", "dq", "tau", "kp", "kd", "enabled"):
             with pytest.raises(ValueError):
                 getattr(out, field)[0] = 1
+
+
+def test_when_config_built_from_the_bridge_parameters_expect_their_values():
+    from dit4dit_policy.config import section_params
+
+    params = section_params("bridge.yaml", "safety_bridge")
+    config = SafetyConfig.from_params({**params, "ramp_time": 0.5, "masked_joints": ["waist_yaw_joint"]})
+    assert (config.mode, config.masked_joints, config.ramp_time) == ("arm_sdk", ("waist_yaw_joint",), 0.5)
+    assert (config.hold_after, config.damp_after, config.state_timeout, config.damping_kd) == (
+        params["hold_after"],
+        params["damp_after"],
+        params["state_timeout"],
+        params["damping_kd"],
+    )
+    with pytest.raises(KeyError, match="control_mode"):
+        SafetyConfig.from_params({k: v for k, v in params.items() if k != "control_mode"})

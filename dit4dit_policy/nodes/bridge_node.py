@@ -43,15 +43,7 @@ class SafetyBridgeNode(Node):
         p = self.p
         try:
             table = load_joint_table(p["robot_variant"], p["joint_table"])
-            safety = SafetyConfig(
-                mode=p["control_mode"],
-                masked_joints=tuple(p["masked_joints"]),
-                hold_after=p["hold_after"],
-                damp_after=p["damp_after"],
-                state_timeout=p["state_timeout"],
-                ramp_time=p["ramp_time"],
-                damping_kd=p["damping_kd"],
-            )
+            safety = SafetyConfig.from_params(p)
             link = LinkConfig(
                 domain_id=p["dds_domain"],
                 network_interface=p["network_interface"],

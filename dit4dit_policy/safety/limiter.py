@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -130,6 +130,19 @@ class SafetyConfig:
                 raise ValueError(f"SafetyConfig.{name} must be a finite number > 0, got {value!r}")
         if not self.hold_after < self.damp_after:
             raise ValueError(f"SafetyConfig.hold_after ({self.hold_after}) must be < damp_after ({self.damp_after})")
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> SafetyConfig:
+        """From the safety bridge's parameters, by their names in config/bridge.yaml."""
+        return cls(
+            mode=p["control_mode"],
+            masked_joints=tuple(p["masked_joints"]),
+            hold_after=p["hold_after"],
+            damp_after=p["damp_after"],
+            state_timeout=p["state_timeout"],
+            ramp_time=p["ramp_time"],
+            damping_kd=p["damping_kd"],
+        )
 
 
 def controllable_mask(table: JointTable, config: SafetyConfig) -> np.ndarray:
