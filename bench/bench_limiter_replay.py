@@ -8,7 +8,9 @@ three kinds of delivery:
 
 - on time: each command 1 ms after its stamp;
 - jittered: plus an exponential delay of mean 2 or 4 ms (order kept);
-- late: 5 commands per episode (seeded) delivered 30, 50 or 80 ms late, those after them no earlier.
+- late: 5 commands per episode (seeded) delivered 30, 50 or 80 ms late, those after them no earlier;
+- on time, but 1 % of the limiter's ticks up to 0.9 of a tick late, the next one back on schedule
+  (as the bridge's loop does after a late wake-up: a long tick, then a short one).
 
 For each: the limiter's clips (velocity + acceleration joint-ticks), its `late_commands`, and the
 joint-ticks where the interpolated reference itself exceeds the acceleration limit.
@@ -36,6 +38,7 @@ from dit4dit_policy.sim_session import SessionSettings
 
 TICK = 0.002
 LATE_PER_EPISODE = 5
+LATE_TICKS = 0.01
 
 
 def episodes(path: Path) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]]:
@@ -46,8 +49,9 @@ def episodes(path: Path) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]
     return names, [(t, q) for t, q in runs if t.size > 2]
 
 
-def replay(table, config, names, stamps, positions, arrivals) -> dict[str, int]:
-    """One episode through a fresh limiter; the robot is where the limiter's output says."""
+def replay(table, config, names, stamps, positions, arrivals, late_ticks, rng) -> dict[str, int]:
+    """One episode through a fresh limiter, a share `late_ticks` of its ticks late; the robot is
+    where the limiter's output says."""
     rows = [table.index(n) for n in names]
     limiter = SafetyLimiter(table, config)
     interpolator = CommandInterpolator(len(names), max_interval=config.hold_after)  # the limiter's, for the arm
@@ -58,9 +62,10 @@ def replay(table, config, names, stamps, positions, arrivals) -> dict[str, int]:
     limiter.update_state(pose, np.zeros_like(pose), now)
     limiter.enable(now)
     amax = limiter.limits.max_acceleration[rows]
-    k, reference = 0, []
+    k, reference, schedule = 0, [], now
     while now < arrivals[-1] + 0.2:
-        now += TICK
+        schedule += TICK
+        now = schedule + (rng.uniform(0.0, 0.9 * TICK) if rng.random() < late_ticks else 0.0)
         while k < stamps.size and arrivals[k] <= now:
             limiter.submit(names, positions[k], None, None, stamps[k], arrivals[k])
             interpolator.push(positions[k], arrivals[k], stamps[k])
@@ -77,16 +82,18 @@ def replay(table, config, names, stamps, positions, arrivals) -> dict[str, int]:
     }
 
 
-def scenarios(stamps: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def scenarios(stamps: np.ndarray, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, float]]:
+    """Each delivery's arrival times, with the share of the limiter's ticks that come late."""
     on_time = stamps + 0.001
-    out = {"on time": on_time}
+    out = {"on time": (on_time, 0.0)}
     for mean in (0.002, 0.004):
-        out[f"jitter {mean * 1e3:.0f} ms"] = np.maximum.accumulate(on_time + rng.exponential(mean, stamps.size))
+        out[f"jitter {mean * 1e3:.0f} ms"] = (np.maximum.accumulate(on_time + rng.exponential(mean, stamps.size)), 0.0)
     late = rng.choice(stamps.size - 1, size=min(LATE_PER_EPISODE, stamps.size - 1), replace=False) + 1
     for delay in (0.03, 0.05, 0.08):
         arrivals = on_time.copy()
         arrivals[late] += delay
-        out[f"{LATE_PER_EPISODE} late by {delay * 1e3:.0f} ms"] = np.maximum.accumulate(arrivals)
+        out[f"{LATE_PER_EPISODE} late by {delay * 1e3:.0f} ms"] = (np.maximum.accumulate(arrivals), 0.0)
+    out[f"on time, {LATE_TICKS:.0%} of ticks late"] = (on_time, LATE_TICKS)
     return out
 
 
@@ -106,9 +113,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     totals: dict[str, dict[str, int]] = {}
     for stamps, positions in track(runs, description="replaying episodes"):
-        for label, arrivals in scenarios(stamps, rng).items():
+        for label, (arrivals, late_ticks) in scenarios(stamps, rng).items():
             counts = totals.setdefault(label, {})
-            for key, n in replay(table, config, names, stamps, positions, arrivals).items():
+            for key, n in replay(table, config, names, stamps, positions, arrivals, late_ticks, rng).items():
                 counts[key] = counts.get(key, 0) + n
 
     console = Console()

@@ -17,7 +17,7 @@ from dit4dit_policy.safety import (
     Verdict,
     controllable_mask,
 )
-from dit4dit_policy.safety.limits import BRAKING_SHARE
+from dit4dit_policy.safety.limits import BRAKING_SHARE, EASE_TIME
 
 S = SafetyState
 FAST_RAMP = {"ramp_time": 0.05}
@@ -243,10 +243,30 @@ def test_when_ramping_toward_a_far_target_expect_it_reached_about_ramp_time_late
         frac = (rig.out.q[rig.rows(arm)] - start) / (target - start)
         progress[round(rig.now - t0, 2)] = frac
     _assert_step_bounded(rig, outs)
-    assert np.all((0.4 < progress[1.0]) & (progress[1.0] < 0.55))  # linear over 2 s, a little lag
-    assert np.all(progress[1.8] < 0.95)
+    # Smoothstep over 2 s (0.104 at 0.4 s, 0.5 at 1 s, 0.972 at 1.8 s), a little lag.
+    assert np.all((0.05 < progress[0.4]) & (progress[0.4] < 0.11))
+    assert np.all((0.4 < progress[1.0]) & (progress[1.0] < 0.5))
+    assert np.all(progress[1.8] < 0.972)
     np.testing.assert_allclose(rig.out.q[rig.rows(arm)], target, atol=1e-6)
     assert rig.limiter.state is S.ACTIVE
+
+
+@pytest.mark.parametrize("wait", [0.0, 0.3])
+def test_when_a_short_ramp_moves_half_a_radian_expect_neither_velocity_nor_acceleration_bound_to_act(joint_table, wait):
+    rig = _enabled_rig(joint_table, ramp_time=0.5)  # the simulator sessions' ramp
+    rig.tick(int(wait / PERIOD))  # the first command comes late (HOLD meanwhile), as after a reset
+    arm = _names(joint_table, "right_")
+    rows = rig.rows(arm)
+    target = np.clip(rig.plant.q[rows] + 0.5, rig.bounds.lower[rows], rig.bounds.upper[rows])
+    t0 = rig.now
+    while rig.now < t0 + 0.7:
+        assert rig.command(arm, target) is Verdict.ACCEPTED
+        rig.tick(10)
+    clamped = rig.limiter.status(rig.now).clamped
+    # The ramp starts with the first command and at rest (smoothstep): counted from enable, a late
+    # first command would find it mostly run and the goal rushing to the target.
+    assert (clamped["velocity"], clamped["acceleration"]) == (0, 0)
+    np.testing.assert_allclose(rig.out.q[rows], target, atol=1e-6)
 
 
 def test_when_enabled_and_no_command_ever_comes_expect_hold_then_damping_at_their_deadlines(joint_table):
@@ -291,7 +311,7 @@ def test_when_fresh_command_arrives_in_damping_expect_a_new_ramp_from_the_measur
     assert rig.limiter.state is S.RAMP
     out = rig.tick()[0]
     ctrl = rig.limiter.controllable
-    np.testing.assert_allclose(out.q[ctrl], measured[ctrl], atol=1e-12)  # moved by at most 1 tick since
+    np.testing.assert_allclose(out.q[ctrl], measured[ctrl], atol=1e-12)  # the ramp's first output
     assert rig.weight == 1.0
 
 
@@ -488,9 +508,10 @@ def test_when_command_carries_feed_forward_during_the_ramp_expect_it_ramped_too(
     for _ in range(12):
         assert rig.command(arm, rig.plant.q[rig.rows(arm)], effort=np.full(7, 2.0)) is Verdict.ACCEPTED
         taus += [out.tau[rows] for out in rig.tick(10)]
-    taus = np.array(taus)  # tick k of the ramp: alpha = k * PERIOD / 0.2
+    taus = np.array(taus)  # tick k of the ramp: alpha = smoothstep(k * PERIOD / 0.2)
     np.testing.assert_allclose(taus[0], 0.0)
-    np.testing.assert_allclose(taus[49], 2.0 * 49 * PERIOD / 0.2, rtol=1e-9)
+    s = 49 * PERIOD / 0.2
+    np.testing.assert_allclose(taus[49], 2.0 * s * s * (3 - 2 * s), rtol=1e-9)
     np.testing.assert_allclose(taus[-1], 2.0)
 
 
@@ -512,10 +533,10 @@ def test_when_a_50hz_stream_stays_within_limits_expect_neither_velocity_nor_acce
     clamped = rig.limiter.status(rig.now).clamped
     # Peak acceleration 0.3 * pi^2 ~ 3 rad/s^2: inside the bounds, so neither may act.
     assert (clamped["velocity"], clamped["acceleration"]) == (before["velocity"], before["acceleration"])
-    # One and a half command intervals behind (the interpolation's B-spline), plus the braking lag:
-    # the stopping distance at the planned deceleration.
+    # One and a half command intervals behind (the interpolation's B-spline), plus the approach's
+    # lag: the stopping distance at the planned deceleration and the easing time's worth.
     peak, decel = 0.3 * np.pi, BRAKING_SHARE * joint_table.column("max_acceleration")[rows].min()
-    assert worst < 0.03 * peak + peak**2 / (2 * decel) + 1e-3
+    assert worst < 0.03 * peak + peak**2 / (2 * decel) + peak * EASE_TIME + 1e-3
 
 
 # Read-outs ------------------------------------------------------------------------------------

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from test_safety_helpers import EPS, SAFETY_SETTINGS, oracle_bounds
 
 from dit4dit_policy.safety.limits import (
+    BRAKING_SHARE,
+    EASE_TIME,
     LimitSnapshot,
     approach_step,
     bound_effort,
-    braking_step,
     clamp_position,
     limit_acceleration,
     limit_motion,
@@ -70,53 +71,64 @@ def test_when_step_change_just_outside_acceleration_bound_expect_cut_to_it():
     np.testing.assert_allclose(np.abs(out - prev), u, rtol=1e-12)
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 7, 40])
-def test_when_braking_from_the_braking_step_expect_stop_exactly_on_the_point(n):
+@pytest.mark.parametrize("n", [1, 2, 7, 40])
+def test_when_easing_over_half_a_tick_expect_the_discrete_braking_curve_that_stops_exactly_on_the_point(n):
     u = 2e-4
     distance = u * n * (n + 1) / 2  # the point a stop from step n*u reaches
-    step = float(braking_step(np.array(distance), np.array(u)))
+    step = float(approach_step(np.array(distance), np.array(u), 0.5))
     assert step == pytest.approx(n * u, abs=1e-15)
     covered = 0.0
     while step > 1e-15:  # decelerate by u per tick, as the acceleration bound allows
         covered += step
         step -= u
     assert covered == pytest.approx(distance, abs=1e-12)
+    assert float(stopping_distance(np.array(n * u), np.array(u))) == pytest.approx(distance, rel=1e-12)
+
+
+def test_when_goal_within_one_accel_step_expect_the_whole_error():
+    error = np.array([1e-4, -1e-4, 0.0])
+    np.testing.assert_array_equal(approach_step(error, np.full(3, 2e-4), 5.0), error)
 
 
 @SAFETY_SETTINGS
-@given(st.floats(0, 1.0), st.floats(1e-6, 1e-2))
-def test_when_stopping_distance_of_braking_step_expect_round_trip(distance, u):
-    back = stopping_distance(braking_step(np.array(distance), np.array(u)), np.array(u))
-    assert float(back) == pytest.approx(distance, rel=1e-9, abs=1e-15)
+@given(distance=st.floats(1e-3, 2.0), accel=st.floats(1.0, 200.0), dt=st.floats(2e-4, 0.01), tau=st.floats(1e-3, 0.05))
+def test_when_approaching_expect_the_speed_of_the_curve_whatever_the_tick(distance, accel, dt, tau):
+    u = accel * dt * dt
+    step = float(approach_step(np.array(-distance), np.array(u), tau / dt))
+    assert step < 0 and -step <= distance
+    v = -step / dt
+    if distance > u:  # on the curve: (v + a tau)^2 = 2 a d + (a tau)^2, whatever dt is
+        assert (v + accel * tau) ** 2 == pytest.approx(2 * accel * distance + (accel * tau) ** 2, rel=1e-9)
+        assert v <= distance / tau * (1 + 1e-12)  # never faster than the first-order approach
 
 
-def test_when_goal_within_one_braking_step_expect_the_whole_error():
-    error = np.array([1e-4, -1e-4, 0.0])
-    np.testing.assert_array_equal(approach_step(error, np.full(3, 2e-4)), error)
+DT = 0.002
+MAX_VELOCITY, MAX_ACCELERATION = np.full(2, 3.0), np.full(2, 50.0)  # 0.006 rad and 2e-4 rad per 2 ms tick
 
 
-def test_when_goal_far_expect_no_more_than_the_braking_step_with_the_sign_of_the_error():
-    error, u = np.array([0.5, -0.5]), np.full(2, 2e-4)
-    out = approach_step(error, u)
-    np.testing.assert_allclose(np.abs(out), braking_step(np.abs(error), u))
-    assert np.all(np.sign(out) == np.sign(error)) and np.all(np.abs(out) < np.abs(error))
-
-
-def _motion(goal, q_prev, step_prev=0.0, max_step=0.006, u=2e-4):
-    two = np.ones(2)
+def _motion(goal, q_prev, v_prev=0.0, dt=DT, dt_prev=DT):
     return limit_motion(
-        np.asarray(goal, float), np.asarray(q_prev, float), step_prev * two, LO, HI, max_step * two, u * two
+        np.asarray(goal, float),
+        np.asarray(q_prev, float),
+        v_prev * np.ones(2),
+        dt,
+        dt_prev,
+        LO,
+        HI,
+        MAX_VELOCITY,
+        MAX_ACCELERATION,
     )
 
 
 def test_when_goal_within_every_bound_expect_it_reached_in_one_tick():
-    m = _motion([0.1 + 1e-4, 0.3 - 1e-4], [0.1, 0.3])
-    np.testing.assert_allclose(m.q, [0.1 + 1e-4, 0.3 - 1e-4], rtol=0, atol=1e-16)
+    near = BRAKING_SHARE * 50.0 * DT * DT * 0.999  # within one tick of the approach's planned deceleration
+    m = _motion([0.1 + near, 0.3 - near], [0.1, 0.3])
+    np.testing.assert_allclose(m.q, [0.1 + near, 0.3 - near], rtol=0, atol=1e-16)
     assert (m.position_clamps, m.velocity_clamps, m.acceleration_clamps) == (0, 0, 0)
 
 
-def test_when_previous_step_over_velocity_bound_expect_velocity_to_win_over_acceleration():
-    m = _motion([0.9, 0.49], [0.0, 0.3], step_prev=0.02)  # decelerating by only u would stay too fast
+def test_when_previous_speed_over_velocity_bound_expect_velocity_to_win_over_acceleration():
+    m = _motion([0.9, 0.49], [0.0, 0.3], v_prev=10.0)  # decelerating by only 2e-4 would stay too fast
     np.testing.assert_allclose(m.step, [0.006, 0.006])
     assert m.velocity_clamps == 2
 
@@ -128,24 +140,62 @@ def test_when_previous_position_outside_range_expect_position_to_win_over_veloci
 
 
 def test_when_goal_outside_range_expect_output_to_settle_on_the_bound_never_past_it():
-    q, step = np.array([0.0, 0.3]), np.zeros(2)
+    q, v = np.array([0.0, 0.3]), np.zeros(2)
     for _ in range(2000):
-        m = limit_motion(np.array([5.0, -5.0]), q, step, LO, HI, np.full(2, 0.006), np.full(2, 2e-4))
-        q, step = m.q, m.step
+        m = limit_motion(np.array([5.0, -5.0]), q, v, DT, DT, LO, HI, MAX_VELOCITY, MAX_ACCELERATION)
+        q, v = m.q, m.step / DT
         assert np.all((LO <= q) & (q <= HI))
     np.testing.assert_allclose(q, [HI[0], LO[1]], atol=1e-12)
 
 
-def test_when_moving_from_rest_to_a_far_goal_expect_bounded_steps_and_no_overshoot():
-    goal, max_step, u = np.array([0.9, 0.45]), np.full(2, 0.006), np.full(2, 2e-4)
-    q, step = np.array([-0.9, 0.25]), np.zeros(2)
-    for _ in range(1500):
-        m = limit_motion(goal, q, step, LO, HI, max_step, u)
-        assert np.all(np.abs(m.step) <= max_step + EPS)
-        assert np.all(np.abs(m.step - step) <= u + EPS)
-        assert np.all(m.q <= goal + 2 * u)  # braking aims at the goal: at most one tick's rounding past it
-        q, step = m.q, m.step
-    np.testing.assert_allclose(q, goal, atol=1e-12)
+def test_when_moving_from_rest_to_a_far_goal_on_uneven_ticks_expect_bounded_motion_no_overshoot_and_rest_on_it():
+    goal, rng = np.array([0.9, 0.45]), np.random.default_rng(3)
+    q, v, dt_prev = np.array([-0.9, 0.25]), np.zeros(2), DT
+    for _ in range(3000):
+        dt = DT * rng.uniform(0.2, 1.8)
+        m = limit_motion(goal, q, v, dt, dt_prev, LO, HI, MAX_VELOCITY, MAX_ACCELERATION)
+        v_new = m.step / dt
+        assert np.all(np.abs(v_new) <= MAX_VELOCITY * (1 + EPS))
+        assert np.all(np.abs(v_new - v) <= MAX_ACCELERATION * (dt + dt_prev) / 2 * (1 + EPS))
+        assert np.all(m.q <= goal)  # braking aims at the goal: never past it
+        q, v, dt_prev = m.q, v_new, dt
+    np.testing.assert_array_equal(q, goal)
+
+
+def _follow(goal_at, ticks, late=0.0, span_alone=False):
+    """limit_motion following goal_at(t) from rest on it, ticking every DT on schedule, a share
+    `late` of the ticks up to 0.9 DT late (the next one back on schedule, cut short, as the bridge's
+    loop does); the number of velocity and acceleration clamps and the worst lag. span_alone: tell
+    limit_motion the previous tick was as long as this one."""
+    rng = np.random.default_rng(7)
+    t, q, v, dt_prev, clamps, lag = 0.0, goal_at(0.0), np.zeros(2), DT, 0, 0.0
+    for k in range(1, ticks + 1):
+        now = k * DT + (DT * rng.uniform(0.15, 0.9) if rng.random() < late else 0.0)
+        dt, t = now - t, now
+        m = limit_motion(goal_at(t), q, v, dt, dt if span_alone else dt_prev, LO, HI, MAX_VELOCITY, MAX_ACCELERATION)
+        clamps += m.acceleration_clamps + m.velocity_clamps
+        q, v, dt_prev = m.q, m.step / dt, dt
+        lag = max(lag, float(np.abs(goal_at(t) - q).max()))
+    return clamps, lag
+
+
+def _swing(t):  # from rest, 3 Hz, 0.05 rad: 0.94 rad/s and 17.8 rad/s^2 at most, reversing 6x a second
+    return np.array([0.0, 0.35]) + 0.05 * np.cos(2 * np.pi * 3.0 * t) * np.array([1.0, -1.0])
+
+
+def test_when_a_smooth_goal_reverses_expect_it_followed_without_the_bounds_acting(monkeypatch):
+    clamps, lag = _follow(_swing, 2000)
+    assert clamps == 0
+    assert lag < 0.94**2 / (2 * BRAKING_SHARE * 50.0) + 0.94 * EASE_TIME + 1e-3  # stopping distance + v tau
+    # The bare braking curve (time constant half a tick) meets the turning goal still at speed.
+    monkeypatch.setattr("dit4dit_policy.safety.limits.EASE_TIME", DT / 2)
+    assert _follow(_swing, 2000)[0] > 0
+
+
+def test_when_ticks_come_late_and_then_short_expect_a_smooth_goal_followed_without_the_bounds_acting():
+    assert _follow(_swing, 5000, late=0.05)[0] == 0
+    # Bounding the change of speed over the short tick alone clips what the late one started.
+    assert _follow(_swing, 5000, late=0.05, span_alone=True)[0] > 0
 
 
 @SAFETY_SETTINGS
@@ -154,17 +204,18 @@ def test_when_moving_from_rest_to_a_far_goal_expect_bounded_steps_and_no_oversho
     q_prev=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=2),
     speed=st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=2),
     dt=st.floats(1e-4, 0.01),
+    dt_prev=st.floats(1e-4, 0.01),
 )
-def test_when_any_goal_expect_output_in_range_step_and_acceleration_bounded(goal, q_prev, speed, dt):
+def test_when_any_goal_expect_output_in_range_velocity_and_acceleration_bounded(goal, q_prev, speed, dt, dt_prev):
     max_velocity, max_acceleration = np.array([3.0, 2.0]), np.array([50.0, 100.0])
     q_prev = LO + np.array(q_prev) * (HI - LO)  # anywhere in range
-    max_step, u = max_velocity * dt, max_acceleration * dt * dt
-    step_prev = np.array(speed) * max_step
-    m = limit_motion(np.array(goal), q_prev, step_prev, LO, HI, max_step, u)
+    v_prev = np.array(speed) * max_velocity
+    m = limit_motion(np.array(goal), q_prev, v_prev, dt, dt_prev, LO, HI, max_velocity, max_acceleration)
+    v = m.step / dt
     assert np.all((LO <= m.q) & (m.q <= HI))
-    assert np.all(np.abs(m.step) <= max_step * (1 + EPS))
+    assert np.all(np.abs(v) <= max_velocity * (1 + EPS))
     if m.position_clamps == 0:
-        assert np.all(np.abs(m.step - step_prev) <= u * (1 + EPS) + 1e-15)
+        assert np.all(np.abs(v - v_prev) <= max_acceleration * (dt + dt_prev) / 2 * (1 + EPS) + 1e-12)
 
 
 def _effort(q, dq, tau, kp, kd, qm, dqm):

@@ -3,7 +3,7 @@
 Times are float seconds of one monotonic clock, passed in by the caller and never read here.
 States (the requested arm_sdk weight is 1 in RAMP/ACTIVE/HOLD and 0 everywhere else):
 
-    DISABLED --enable--> RAMP --ramp_time--> ACTIVE
+    DISABLED --enable--> RAMP --ramp_time from its first accepted command--> ACTIVE
     RAMP, ACTIVE --no accepted command for hold_after--> HOLD --fresh command--> RAMP or ACTIVE
     RAMP, ACTIVE, HOLD --no accepted command for damp_after--> DAMPING
     DAMPING --fresh command, or enable--> RAMP (again from the measured pose)
@@ -234,8 +234,10 @@ class SafetyLimiter:
         self._start = self._zeros
         self._q = self._zeros
         self._v = self._zeros
+        self._dt_v: float | None = None  # the tick self._v was taken over; None: at rest
         self._hold = self._zeros
-        self._t_ramp: float | None = None  # None: the ramp clock starts at the next step()
+        self._t_ramp: float | None = None  # None: the ramp clock starts at the first step() after a command
+        self._commanded = False  # a command was accepted since the ramp started
         self._t_step: float | None = None
         # Counters.
         self._accepted = 0
@@ -301,6 +303,7 @@ class SafetyLimiter:
             self._target[rows] = clipped
             self._tau_cmd[rows] = effort
             self._interp.push(self._target, now, float(stamp))
+            self._commanded = True
             self._t_watchdog = self._t_accepted = now
             self._last_stamp = float(stamp)
             self._accepted += 1
@@ -427,23 +430,24 @@ class SafetyLimiter:
         else:
             goal, tau = self._interp.sample(now), self._tau_cmd
             if self._state is SafetyState.RAMP:
-                if self._t_ramp is None:
-                    self._t_ramp = now  # so the ramp's first output is exactly its start pose
-                alpha = min((now - self._t_ramp) / self.config.ramp_time, 1.0)
+                if self._t_ramp is None and self._commanded:
+                    # The ramp blends in the commands, so its clock starts with the first (on this
+                    # tick: its first output is exactly the start pose). Started at enable, a policy
+                    # that begins late, as after a reset, would meet a ramp mostly run.
+                    self._t_ramp = now
+                s = 0.0 if self._t_ramp is None else min((now - self._t_ramp) / self.config.ramp_time, 1.0)
+                # Smoothstep, not a line: the goal starts and ends the ramp at rest. A line starts
+                # it at (target - start) / ramp_time at once, which the acceleration bound clips.
+                alpha = s * s * (3.0 - 2.0 * s)
                 goal = self._start + alpha * (goal - self._start)
                 tau = alpha * tau
+        dt_v = dt if self._dt_v is None else self._dt_v
         motion = limit_motion(
-            goal,
-            self._q,
-            self._v * dt,
-            lim.lower,
-            lim.upper,
-            lim.max_velocity * dt,
-            lim.max_acceleration * (dt * dt),
+            goal, self._q, self._v, dt, dt_v, lim.lower, lim.upper, lim.max_velocity, lim.max_acceleration
         )
         v = motion.step / dt
         effort = bound_effort(motion.q, v, tau, self._kp, self._kd, self._q_meas, self._dq_meas, lim.max_effort)
-        self._q, self._v = _read_only(motion.q), _read_only(v)
+        self._q, self._v, self._dt_v = _read_only(motion.q), _read_only(v), dt
         counts = self._clamped
         counts["position"] += motion.position_clamps
         counts["velocity"] += motion.velocity_clamps
@@ -486,11 +490,12 @@ class SafetyLimiter:
         """RAMP from the measured pose at rest, with no target but that pose."""
         lim = self.limits
         self._start = _read_only(clamp_position(self._q_meas, lim.lower, lim.upper))
-        self._q, self._v = self._start, self._zeros
+        self._q, self._v, self._dt_v = self._start, self._zeros, None
         self._target = self._start.copy()
         self._tau_cmd = np.zeros_like(self._target)
         self._interp.reset(self._start)
         self._t_ramp = None
+        self._commanded = False
         self._t_watchdog = now
         self._set_state(SafetyState.RAMP, now)
 

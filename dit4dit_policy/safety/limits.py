@@ -74,29 +74,34 @@ def limit_acceleration(step: np.ndarray, step_prev: np.ndarray, accel_step: np.n
     return np.minimum(np.maximum(step, step_prev - accel_step), step_prev + accel_step)
 
 
-def braking_step(distance: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
-    """The largest step toward a point `distance` away from which the output can still stop on it.
-
-    Stopping from a step of n*u (u = accel_step) takes the steps n*u, (n-1)*u, ..., u and covers
-    u*n*(n+1)/2; this solves that for n*u.
-    """
-    return accel_step * (np.sqrt(0.25 + 2.0 * distance / accel_step) - 0.5)
-
-
 def stopping_distance(step: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
     """Distance covered from a step of `step` to rest, decelerating by accel_step per tick (>= 0)."""
     s = np.abs(step)
     return s * (s / accel_step + 1.0) / 2.0
 
 
-def approach_step(error: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
-    """The step toward a goal `error` away: all of it if the output can stop there, else the braking step.
+def approach_step(error: np.ndarray, accel_step: np.ndarray, ease_ticks: float | np.ndarray) -> np.ndarray:
+    """The step toward a goal `error` away, on a braking curve that eases into the goal.
 
-    Aiming at a stationary goal is what keeps the output from overshooting: a moving reference is
-    followed with a lag of at most its stopping distance, never ahead of it.
+    In velocities the curve is v(d) = sqrt(2 a d + (a tau)^2) - a tau (a = accel_step / dt^2, tau =
+    ease_ticks * dt): far from the goal the braking speed at deceleration a, near it d / tau, a
+    first-order approach with time constant tau. Along it the deceleration never exceeds a, so the
+    output never overshoots a goal that stands still, and a moving goal is followed with a lag of
+    its stopping distance plus v * tau, never ahead of it.
+
+    ease_ticks = 1/2 is the discrete braking curve (from a step of n * accel_step the output stops
+    on the goal in n ticks, see stopping_distance), which reaches the goal still at speed: a goal
+    that turns back toward a lagging output, as at every reversal, then asks for a reversal within
+    one tick. A longer tau turns the last stretch into a first-order follow, whose acceleration is
+    about the goal's own; and a tau fixed in seconds asks for the same speed whatever this tick's
+    length, where a tick cut short after a late one otherwise asks for a jump. A goal within one
+    accel_step is taken whole: at most that much of a speed change, and the output rests on it.
     """
     distance = np.abs(error)
-    return np.copysign(np.minimum(distance, braking_step(distance, accel_step)), error)
+    lead = accel_step * ease_ticks
+    step = np.sqrt(2.0 * accel_step * distance + lead * lead) - lead
+    step = np.where(distance <= accel_step, distance, np.minimum(step, distance))
+    return np.copysign(step, error)
 
 
 # Share of the acceleration bound the approach to a goal plans its braking with (see limit_motion).
@@ -106,6 +111,8 @@ def approach_step(error: np.ndarray, accel_step: np.ndarray) -> np.ndarray:
 # delivery jitter: planned at the full bound the limiter clipped 188 joint-ticks, at 3/4 none, at
 # half none.
 BRAKING_SHARE = 0.5
+# The approach's time constant near the goal (s; see approach_step).
+EASE_TIME = 0.01
 
 
 class Motion(NamedTuple):
@@ -119,22 +126,34 @@ class Motion(NamedTuple):
 def limit_motion(
     goal: np.ndarray,
     q_prev: np.ndarray,
-    step_prev: np.ndarray,
+    v_prev: np.ndarray,
+    dt: float,
+    dt_prev: float,
     lower: np.ndarray,
     upper: np.ndarray,
-    max_step: np.ndarray,
-    accel_step: np.ndarray,
+    max_velocity: np.ndarray,
+    max_acceleration: np.ndarray,
 ) -> Motion:
-    """One tick from q_prev toward goal. Later bounds win: position > velocity > acceleration.
+    """One tick of length dt from q_prev (moving at v_prev over the previous tick, of length
+    dt_prev) toward goal. Later bounds win: position > velocity > acceleration.
 
     The approach brakes as if at BRAKING_SHARE of the acceleration bound, which the bound then
     enforces in full: the difference is room for the goal's own changes of speed. Planned at the
     full bound, the approach leaves none, and the bound clips the output wherever a moving goal
     slows or turns - on the demo's command stream, on smooth stretches well inside the limits.
+
+    The change of velocity is bounded over the time between the two ticks' midpoints, (dt_prev +
+    dt) / 2, the acceleration's own interval: bounded over dt alone, a tick cut short after a late
+    one (the loop keeps its schedule) would allow only a fraction of the acceleration actually
+    available between them, and clip the speed change the late tick had started.
     """
-    wanted = approach_step(clamp_position(goal, lower, upper) - q_prev, accel_step * BRAKING_SHARE)
-    accel_limited = limit_acceleration(wanted, step_prev, accel_step)
-    step = limit_velocity(accel_limited, max_step)
+    wanted = approach_step(
+        clamp_position(goal, lower, upper) - q_prev,
+        BRAKING_SHARE * max_acceleration * (dt * dt),
+        EASE_TIME / dt,
+    )
+    accel_limited = limit_acceleration(wanted, v_prev * dt, max_acceleration * (dt * (dt_prev + dt) / 2.0))
+    step = limit_velocity(accel_limited, max_velocity * dt)
     unclamped = q_prev + step
     q = clamp_position(unclamped, lower, upper)
     return Motion(
