@@ -79,6 +79,7 @@ def test_when_config_defaults_expect_the_documented_values():
         ({"state_timeout": -0.1}, "state_timeout"),
         ({"damping_kd": math.nan}, "damping_kd"),
         ({"max_tick": math.inf}, "max_tick"),
+        ({"max_tick": 0.02}, "max_tick"),  # longer than EASE_TIME: the approach could pass its goal
         ({"hold_after": True}, "hold_after"),
         ({"mode": "highcmd"}, "mode"),
         ({"masked_joints": "left_knee_joint"}, "masked_joints"),
@@ -537,6 +538,25 @@ def test_when_a_50hz_stream_stays_within_limits_expect_neither_velocity_nor_acce
     # lag: the stopping distance at the planned deceleration and the easing time's worth.
     peak, decel = 0.3 * np.pi, BRAKING_SHARE * joint_table.column("max_acceleration")[rows].min()
     assert worst < 0.03 * peak + peak**2 / (2 * decel) + peak * EASE_TIME + 1e-3
+
+
+def test_when_ticks_come_late_and_then_short_expect_a_50hz_stream_within_limits_still_unclamped(joint_table):
+    rig = _active_rig(joint_table)
+    arm = _names(joint_table, "left_")
+    centre = rig.plant.q[rig.rows(arm)].copy()
+    before = dict(rig.limiter.status(rig.now).clamped)
+    rng = np.random.default_rng(5)
+    for k in range(150):
+        assert rig.command(arm, centre + 0.3 * np.sin(np.pi * 0.02 * k)) is Verdict.ACCEPTED
+        for _ in range(10):
+            if rng.random() < 0.05:  # the loop woke late; its next tick keeps the schedule
+                late = PERIOD * rng.uniform(0.2, 0.9)
+                rig.tick(1, PERIOD + late)
+                rig.tick(1, PERIOD - late)
+            else:
+                rig.tick(1)
+    clamped = rig.limiter.status(rig.now).clamped
+    assert (clamped["velocity"], clamped["acceleration"]) == (before["velocity"], before["acceleration"])
 
 
 # Read-outs ------------------------------------------------------------------------------------

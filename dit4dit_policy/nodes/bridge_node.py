@@ -90,7 +90,9 @@ class SafetyBridgeNode(Node):
         if not report["writing"]:
             self.get_logger().error(f"activate refused: {result.name}")
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(f"activated: ramping from the measured pose over {self.p['ramp_time']} s")
+        self.get_logger().info(
+            f"activated: ramping from the measured pose over {self.p['ramp_time']} s from the first command"
+        )
         if self.p["realtime_priority"] > 0 and not report["realtime"]:
             self.get_logger().warning(
                 f"motor loop did not get SCHED_FIFO priority {self.p['realtime_priority']} (needs CAP_SYS_NICE or "

@@ -12,8 +12,9 @@ States (the requested arm_sdk weight is 1 in RAMP/ACTIVE/HOLD and 0 everywhere e
     non-finite, implausible or malformed LowState, step time not increasing --> FAULT (any state)
     any state --estop--> ESTOP;  ESTOP, FAULT --reset--> DISABLED (any state --reset--> DISABLED)
 
-The command watchdog counts from the last accepted command, or from the start of the ramp if none
-came since. DISABLED enables no motor. DAMPING, STOPPED, ESTOP and FAULT damp (kp 0, kd damping_kd bounded by
+The command watchdog counts from the last accepted command, or from the (re-)engagement if none
+came since; the ramp's clock starts with its first command, and nothing moves before one.
+DISABLED enables no motor. DAMPING, STOPPED, ESTOP and FAULT damp (kp 0, kd damping_kd bounded by
 the effort limit) on the controllable joints; ESTOP and FAULT are latched until reset().
 """
 
@@ -33,6 +34,7 @@ from dit4dit_policy.joint_table import GROUPS, JointTable
 from dit4dit_policy.motor_targets import MotorTargets
 from dit4dit_policy.safety.interpolation import CommandInterpolator
 from dit4dit_policy.safety.limits import (
+    EASE_TIME,
     LimitSnapshot,
     bound_effort,
     clamp_position,
@@ -43,7 +45,7 @@ from dit4dit_policy.safety.limits import (
 
 class SafetyState(Enum):
     DISABLED = "disabled"  # start-up and after reset(): no motor enabled
-    RAMP = "ramp"  # moving from the measured pose to the commanded target over ramp_time
+    RAMP = "ramp"  # from the measured pose to the commanded target over ramp_time from the first command
     ACTIVE = "active"  # following commands
     HOLD = "hold"  # commands late: stop on the current pose, normal gains
     DAMPING = "damping"  # commands lost: damping; a fresh command ramps again
@@ -115,7 +117,7 @@ class SafetyConfig:
     damp_after: float = 0.5  # s without an accepted command -> DAMPING
     state_timeout: float = 0.1  # s without a LowState while motors are enabled -> FAULT
     damping_kd: float = 8.0  # N*m*s/rad when damping, reduced per joint to respect max_effort
-    max_tick: float = 0.01  # s; a later tick moves no further than this long a tick would
+    max_tick: float = 0.01  # s, <= EASE_TIME; a later tick moves no further than this long a tick would
 
     def __post_init__(self) -> None:
         if self.mode not in CONTROL_GROUPS:
@@ -128,6 +130,9 @@ class SafetyConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
                 raise ValueError(f"SafetyConfig.{name} must be a finite number > 0, got {value!r}")
+        if self.max_tick > EASE_TIME:
+            # The approach steps at most (distance) * tick / EASE_TIME: a longer tick could pass its goal.
+            raise ValueError(f"SafetyConfig.max_tick ({self.max_tick}) must be <= EASE_TIME ({EASE_TIME})")
         if not self.hold_after < self.damp_after:
             raise ValueError(f"SafetyConfig.hold_after ({self.hold_after}) must be < damp_after ({self.damp_after})")
 

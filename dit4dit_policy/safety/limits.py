@@ -1,9 +1,9 @@
 """Pure limit functions, one per quantity, on per-joint numpy arrays.
 
 Motion is limited in steps (rad per control tick) rather than in velocities: a step that is inside
-every bound comes back bit for bit, and the per-tick bounds are products the caller computes once
-per tick (max_step = max_velocity * dt, accel_step = max_acceleration * dt**2). Inputs must be
-finite; the limiter rejects non-finite commands and states before they reach these functions.
+every bound comes back bit for bit. limit_motion turns the velocity and acceleration limits into
+per-tick bounds from the tick lengths it is given. Inputs must be finite; the limiter rejects
+non-finite commands and states before they reach these functions.
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def approach_step(error: np.ndarray, accel_step: np.ndarray, ease_ticks: float |
     one tick. A longer tau turns the last stretch into a first-order follow, whose acceleration is
     about the goal's own; and a tau fixed in seconds asks for the same speed whatever this tick's
     length, where a tick cut short after a late one otherwise asks for a jump. A goal within one
-    accel_step is taken whole: at most that much of a speed change, and the output rests on it.
+    accel_step is taken whole, so the output comes to rest exactly on it: a last step a little
+    faster than the curve's (by less than accel_step), then rest. The step is at most d * dt / tau,
+    so with ticks no longer than tau it never passes a goal that stands still.
     """
     distance = np.abs(error)
     lead = accel_step * ease_ticks
