@@ -188,3 +188,12 @@ def test_when_any_target_stream_expect_reference_between_known_values_and_settli
             assert min(seen) - 1e-12 <= _at(it, t + off) <= max(seen) + 1e-12  # float rounding only
     # A bend of at most 1.5 intervals, a line of 0.5 (and a nanosecond for float rounding).
     assert _at(it, t + 2 * it.max_interval + 1e-9) == seen[-1]
+
+
+def test_when_a_target_comes_expect_has_target_until_the_next_reset():
+    it = CommandInterpolator(1, max_interval=0.1)
+    assert not it.has_target
+    it.push(np.array([0.2]), now=0.0, stamp=0.0)
+    assert it.has_target
+    it.reset(np.array([0.2]))
+    assert not it.has_target

@@ -32,8 +32,8 @@ class CommandInterpolator:
     reference nor changes its speed (it only has to stay within half an interval: the bend takes
     between T / 2 and 3 T / 2). The velocity steps only where the line ends on P (the stream
     stopped, or its next target came more than T / 2 late); a target that finds the reference at
-    rest on P' starts a new schedule. Per joint the reference stays within the range of where it was on arrival and the
-    last two targets, so it is never past any value commanded.
+    rest on P' starts a new schedule. Per joint the reference stays within the range of where it
+    was on arrival and the last two targets, so it is never past any value commanded.
 
     T is clamped to [min_interval, max_interval] so that a burst cannot divide by ~0 and a target
     after a gap is not crawled toward; the first target after reset() uses max_interval.
@@ -60,6 +60,11 @@ class CommandInterpolator:
         self._t0 = self._t_mid = self._t_end = -np.inf
         self._low, self._high = value.copy(), value.copy()
         self._last_stamp: float | None = None
+
+    @property
+    def has_target(self) -> bool:
+        """Whether a target came since reset()."""
+        return self._last_stamp is not None
 
     def push(self, target: np.ndarray, now: float, stamp: float) -> None:
         """A new target, stamped `stamp` by its sender, arrived at `now`."""

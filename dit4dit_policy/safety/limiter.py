@@ -242,7 +242,6 @@ class SafetyLimiter:
         self._dt_v: float | None = None  # the tick self._v was taken over; None: at rest
         self._hold = self._zeros
         self._t_ramp: float | None = None  # None: the ramp clock starts at the first step() after a command
-        self._commanded = False  # a command was accepted since the ramp started
         self._t_step: float | None = None
         # Counters.
         self._accepted = 0
@@ -308,7 +307,6 @@ class SafetyLimiter:
             self._target[rows] = clipped
             self._tau_cmd[rows] = effort
             self._interp.push(self._target, now, float(stamp))
-            self._commanded = True
             self._t_watchdog = self._t_accepted = now
             self._last_stamp = float(stamp)
             self._accepted += 1
@@ -435,7 +433,7 @@ class SafetyLimiter:
         else:
             goal, tau = self._interp.sample(now), self._tau_cmd
             if self._state is SafetyState.RAMP:
-                if self._t_ramp is None and self._commanded:
+                if self._t_ramp is None and self._interp.has_target:
                     # The ramp blends in the commands, so its clock starts with the first (on this
                     # tick: its first output is exactly the start pose). Started at enable, a policy
                     # that begins late, as after a reset, would meet a ramp mostly run.
@@ -500,7 +498,6 @@ class SafetyLimiter:
         self._tau_cmd = np.zeros_like(self._target)
         self._interp.reset(self._start)
         self._t_ramp = None
-        self._commanded = False
         self._t_watchdog = now
         self._set_state(SafetyState.RAMP, now)
 
