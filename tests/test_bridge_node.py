@@ -6,6 +6,7 @@ raw Cyclone reader, exactly as the robot would see it.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from std_srvs.srv import Trigger
 
+from dit4dit_policy.config import load_yaml
 from dit4dit_policy.g1 import lowcmd_crc
 from dit4dit_policy.g1.tap import CommandTap
 from dit4dit_policy.nodes.bridge_client import BridgeClient, wait_for
@@ -184,3 +186,38 @@ def test_when_robot_state_stops_expect_joint_states_to_stop_too_never_restamped(
     n = len(ros.joint_states)
     time.sleep(1.0)
     assert len(ros.joint_states) == n, "/joint_states went on with a state that no longer arrives"
+
+
+def _fifo_priorities(pid: int) -> dict[int, int]:
+    """SCHED_FIFO priority of each thread of a process (0: not SCHED_FIFO)."""
+    out = {}
+    for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        try:
+            fifo = os.sched_getscheduler(tid) == os.SCHED_FIFO
+            out[tid] = os.sched_getparam(tid).sched_priority if fifo else 0
+        except ProcessLookupError:
+            continue
+    return out
+
+
+def test_when_running_expect_its_ros_side_real_time_below_the_motor_loop(stack):
+    ros, _, group = stack(autostart=True)
+    ros.wait_for_bridge()
+    wait_for(lambda: ros.last_status().get("writing") == "True", 20, "the bridge writing LowCmd_")
+    if ros.last_status().get("realtime") != "True":
+        pytest.skip("this machine grants no SCHED_FIFO (needs root, CAP_SYS_NICE or an rtprio limit)")
+    params = load_yaml("bridge.yaml")["safety_bridge"]["ros__parameters"]
+    node_pid = group.procs["bridge"].pid
+    node = _fifo_priorities(node_pid)
+    assert set(node.values()) == {params["ros_realtime_priority"]}, f"the node's threads (executor, DDS): {node}"
+    children = Path(f"/proc/{node_pid}/task/{node_pid}/children").read_text().split()
+    (motor_pid,) = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    motor = _fifo_priorities(int(motor_pid))
+    assert max(motor.values()) == params["realtime_priority"], f"the motor loop is not at its priority: {motor}"
+
+
+def test_when_its_ros_side_would_outrank_the_motor_loop_expect_a_refusal_naming_both(stack, tmp_path):
+    _, _, group = stack(autostart=True, ros_realtime_priority=80)
+    assert group.procs["bridge"].wait(20) != 0
+    log = (tmp_path / "logs" / "bridge.log").read_text()
+    assert "ros_realtime_priority must be in 0..99 and below realtime_priority (80), got 80" in log

@@ -23,6 +23,7 @@ from dit4dit_policy.g1 import LinkConfig
 from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.nodes.common import spin_until_shutdown, stamp_seconds
 from dit4dit_policy.nodes.params import declare_from_yaml
+from dit4dit_policy.periodic import make_process_realtime
 from dit4dit_policy.safety import EnableResult, SafetyConfig, SafetyState
 
 NODE_NAME = "safety_bridge"
@@ -34,6 +35,12 @@ class SafetyBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         self.p = declare_from_yaml(self, PARAMS_FILE, NODE_NAME)
+        prio, loop_prio = self.p["ros_realtime_priority"], self.p["realtime_priority"]
+        if not 0 <= prio <= 99 or (prio > 0 and prio >= loop_prio):
+            raise ValueError(
+                f"ros_realtime_priority must be in 0..99 and below realtime_priority ({loop_prio}), "
+                f"got {prio}: the ROS side must never preempt the motor loop"
+            )
         self.bridge: BridgeProcess | None = None
         self._timers = []
         self._published_recv_time = -float("inf")  # of the LowState last published on /joint_states
@@ -68,9 +75,7 @@ class SafetyBridgeNode(Node):
         self._imu_pub = self.create_publisher(Imu, p["topics.imu"], qos_profile_sensor_data)
         self._diag_pub = self.create_publisher(DiagnosticArray, p["topics.diagnostics"], 10)
         self._status_pub = self.create_publisher(DiagnosticStatus, p["topics.safety_status"], 10)
-        self._cmd_sub = self.create_subscription(
-            JointState, p["topics.joint_command"], self._on_command, 10
-        )
+        self._cmd_sub = self.create_subscription(JointState, p["topics.joint_command"], self._on_command, 10)
         self._stop_srv = self.create_service(Trigger, p["topics.stop_service"], self._on_stop)
         self._estop_srv = self.create_service(Trigger, p["topics.estop_service"], self._on_estop)
         self._reset_srv = self.create_service(Trigger, p["topics.reset_service"], self._on_reset)
@@ -147,13 +152,9 @@ class SafetyBridgeNode(Node):
         if stamp == 0.0:
             # Hand-written publishers (ros2 topic pub) leave the stamp empty: use arrival time.
             stamp = self.get_clock().now().nanoseconds * 1e-9
-        verdict = bridge.command(
-            list(msg.name), np.asarray(msg.position, dtype=np.float64), velocity, effort, stamp
-        )
+        verdict = bridge.command(list(msg.name), np.asarray(msg.position, dtype=np.float64), velocity, effort, stamp)
         if verdict.name != "ACCEPTED":
-            self.get_logger().warning(
-                f"command with {n} joints rejected: {verdict.name}", throttle_duration_sec=1.0
-            )
+            self.get_logger().warning(f"command with {n} joints rejected: {verdict.name}", throttle_duration_sec=1.0)
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.get_logger().info("stop: damping, commands refused until reset")
@@ -249,6 +250,14 @@ class SafetyBridgeNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = SafetyBridgeNode()
+    prio = node.p["ros_realtime_priority"]
+    # Before configure: the motor process it starts and the threads created later inherit it
+    # (the motor process then sets its own, higher, priority).
+    if prio > 0 and not make_process_realtime(prio):
+        node.get_logger().warning(
+            f"ROS side did not get SCHED_FIFO priority {prio} (needs CAP_SYS_NICE or an rtprio limit): "
+            "commands may reach the motor loop late while the machine is busy"
+        )
     if node.p["autostart"]:
         node.trigger_configure()
         node.trigger_activate()
