@@ -81,6 +81,21 @@ def test_when_new_chunk_arrives_expect_target_unchanged_at_arrival_then_new_chun
     assert b.target(0.71)[0] == 1.0
 
 
+def test_when_a_chunk_comes_late_expect_its_crossfade_stretched_to_blend_per_delay_times_the_delay():
+    b = ChunkBlender(DT, blend_time=0.2, hold_time=0.2, blend_per_delay=2.0)
+    b.add(_ramp(20, start=0.0, step=0.0), obs_stamp=0.0, now=0.0)
+    # 0.25 s from observation to arrival: a 0.5 s crossfade, half done after 0.25 s.
+    b.add(_ramp(20, start=1.0, step=0.0), obs_stamp=0.25, now=0.5)
+    assert b.target(0.5)[0] == 0.0
+    assert b.target(0.75)[0] == pytest.approx(0.5)
+    assert b.target(0.9)[0] < 1.0, "crossfaded over blend_time although the chunk came late"
+    assert b.target(1.0)[0] == 1.0
+    # A chunk on time (0.05 s: 2 x 0.05 < blend_time) still takes blend_time.
+    b.add(_ramp(20, start=2.0, step=0.0), obs_stamp=0.95, now=1.0)
+    assert b.target(1.1)[0] == pytest.approx(1.5)
+    assert b.target(1.2)[0] == 2.0
+
+
 def test_when_chunk_arrives_mid_crossfade_expect_continuity_and_old_chunks_dropped_after():
     b = _blender(blend_time=0.2)
     b.add(_ramp(30, start=0.0, step=0.0), obs_stamp=0.0, now=0.0)
@@ -188,6 +203,8 @@ def test_when_inputs_invalid_expect_errors_naming_them():
         b.target(0.05)
     with pytest.raises(ValueError, match="blend_time"):
         ChunkBlender(0.1, 0.0, 0.1)
+    with pytest.raises(ValueError, match="blend_per_delay >= 0"):
+        ChunkBlender(0.1, 0.2, 0.1, blend_per_delay=-1.0)
 
 
 def test_when_chunk_observation_is_stamped_in_the_future_expect_it_refused():

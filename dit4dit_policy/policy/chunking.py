@@ -15,7 +15,12 @@ trajectory T (the blend of all earlier chunks) is crossfaded into the new chunk 
 At arrival w = 0 and w' = 0, so the target and its velocity are exactly what they would have been
 without the new chunk (chunks arrive every inference, and each would otherwise bend the command by
 its offset / blend_time); a control tick of length h changes the target by at most
-max(|T'|, |C'|) h + 1.5 |C - T| h / blend_time. A chunk
+max(|T'|, |C'|) h + 1.5 |C - T| h / blend_time. A chunk that comes late (its delay d = arrival -
+observation stamp) crossfades over max(blend_time, blend_per_delay * d) instead: the policy and the
+robot form a feedback loop through that delay, and correcting a delayed chunk's offset in less
+time than the delay makes the loop oscillate (measured on the demo: at ~200 ms from camera frame
+to chunk, 0.2 s crossfades swung the elbow 0.3-0.5 rad at 3 Hz, beyond the bridge's limits; twice
+the delay, none). A chunk
 arriving mid-crossfade crossfades from the blend in progress; earlier chunks are dropped once a
 later crossfade completes. This is the crossfade half of pi0.5's real-time chunking, without its
 inpainting guidance (which would need the model in the loop).
@@ -69,6 +74,7 @@ class _Chunk:
     obs_stamp: float
     first_time: float  # time of actions[0]
     arrival: float  # start of its crossfade
+    blend: float  # length of its crossfade
 
     def end_time(self, dt: float) -> float:
         return self.first_time + (len(self.actions) - 1) * dt
@@ -91,15 +97,16 @@ class _Chunk:
 class ChunkBlender:
     """Not thread-safe: one caller (the control tick). `now` must never decrease."""
 
-    def __init__(self, action_period: float, blend_time: float, hold_time: float):
-        if not (action_period > 0 and blend_time > 0 and hold_time >= 0):
+    def __init__(self, action_period: float, blend_time: float, hold_time: float, blend_per_delay: float = 0.0):
+        if not (action_period > 0 and blend_time > 0 and hold_time >= 0 and blend_per_delay >= 0):
             raise ValueError(
-                f"need action_period > 0, blend_time > 0, hold_time >= 0; "
-                f"got {action_period}, {blend_time}, {hold_time}"
+                f"need action_period > 0, blend_time > 0, hold_time >= 0, blend_per_delay >= 0; "
+                f"got {action_period}, {blend_time}, {hold_time}, {blend_per_delay}"
             )
         self.action_period = action_period
         self.blend_time = blend_time
         self.hold_time = hold_time
+        self.blend_per_delay = blend_per_delay
         self._chunks: list[_Chunk] = []  # oldest first; [0] is the base, the rest crossfade in
         self._last_now = -math.inf
 
@@ -123,7 +130,8 @@ class ChunkBlender:
             return AddResult.FROM_FUTURE
         if self._chunks and obs_stamp <= self._chunks[-1].obs_stamp:
             return AddResult.OUT_OF_ORDER
-        new = _Chunk(actions, obs_stamp, obs_stamp + self.action_period, now)
+        blend = max(self.blend_time, self.blend_per_delay * (now - obs_stamp))
+        new = _Chunk(actions, obs_stamp, obs_stamp + self.action_period, now, blend)
         if now > new.end_time(self.action_period):
             return AddResult.EXPIRED
         self._chunks.append(new)
@@ -139,13 +147,13 @@ class ChunkBlender:
         # Drop everything before the newest chunk whose crossfade is complete: from then on the
         # blend equals that chunk exactly, and time never goes back.
         for k in range(len(self._chunks) - 1, 0, -1):
-            if now - self._chunks[k].arrival >= self.blend_time:
+            if now - self._chunks[k].arrival >= self._chunks[k].blend:
                 del self._chunks[:k]
                 break
         dt = self.action_period
         x = self._chunks[0].sample(now, dt).copy()
         for c in self._chunks[1:]:
-            w = (now - c.arrival) / self.blend_time  # in [0, 1) after the pruning above
+            w = (now - c.arrival) / c.blend  # in [0, 1) after the pruning above
             x += (w * w * (3.0 - 2.0 * w)) * (c.sample(now, dt) - x)
         return x
 

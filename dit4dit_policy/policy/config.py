@@ -26,8 +26,10 @@ class PolicyConfig:
     control_rate_hz: float = 50.0
     # Time between consecutive actions of a chunk; must match the training data's action rate.
     action_period: float = 0.1
-    # Crossfade from the executing trajectory to a newly arrived chunk takes this long.
+    # Crossfade from the executing trajectory to a newly arrived chunk takes this long, or this
+    # many times the chunk's delay (arrival - observation stamp) if that is longer (0: never longer).
     blend_time: float = 0.2
+    blend_per_delay: float = 2.0
     # Past the end of the newest chunk the last action is held this long, then the chunker is
     # exhausted and nothing is published (the bridge watchdog takes over).
     hold_time: float = 0.2
@@ -43,8 +45,9 @@ class PolicyConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"PolicyConfig.{f.name} must be a finite number, got {value!r}")
-            # slop and hold_time may be 0 (exact stamps only, no hold); everything else must be > 0.
-            may_be_zero = f.name in ("slop", "hold_time")
+            # slop, hold_time and blend_per_delay may be 0 (exact stamps only, no hold, a fixed
+            # crossfade); everything else must be > 0.
+            may_be_zero = f.name in ("slop", "hold_time", "blend_per_delay")
             if value < 0 or (value == 0 and not may_be_zero):
                 bound = ">= 0" if may_be_zero else "> 0"
                 raise ValueError(f"PolicyConfig.{f.name} must be {bound}, got {value!r}")

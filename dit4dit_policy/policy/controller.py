@@ -82,7 +82,7 @@ class PolicyController:
         self.config = config
         self._worker = worker
         self._sync = StampSync(config.slop, config.max_frame_age, config.max_joint_age, config.buffer_size)
-        self._blender = ChunkBlender(config.action_period, config.blend_time, config.hold_time)
+        self._blender = ChunkBlender(config.action_period, config.blend_time, config.hold_time, config.blend_per_delay)
         self._lock = threading.Lock()
         self._last_now = -math.inf
         self._last_submitted = -math.inf
