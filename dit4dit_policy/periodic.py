@@ -21,7 +21,8 @@ import numpy as np
 # bench/bench_periodic.py (500 Hz beside two busy processes): under SCHED_FIFO, 0.1 ms gives the
 # same p99 error as 0.4 ms (0.2 us; 63 us without spinning) at a quarter of the CPU (5 % of a core
 # against 20 %, taken from inference on a small machine); without SCHED_FIFO preemption dominates
-# (p99 1-2 ms) whatever the spin.
+# (p99 0.8-2 ms) whatever the spin. The loop's own process may still make it wait for the
+# interpreter lock (up to the switch interval below) after it wakes: not measured by that bench.
 SPIN_S = 0.0001
 # CPython hands the GIL to a waiting thread only every switch interval (5 ms by default), which
 # would let any busy thread delay a tick by that much.

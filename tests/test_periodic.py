@@ -29,7 +29,7 @@ def test_when_a_tick_overruns_several_periods_expect_them_counted_missed_and_no_
     def tick(now: float) -> None:
         times.append(now)
         if len(times) == 3:
-            time.sleep(3.5 * period)  # the next three deadlines pass: two skipped, one run late
+            time.sleep(3.2 * period)  # the next three deadlines pass: two skipped, one run late
         if len(times) == 8:
             done.set()
 
@@ -39,8 +39,9 @@ def test_when_a_tick_overruns_several_periods_expect_them_counted_missed_and_no_
     loop.stop()
     assert loop.stats().missed >= 2
     # Catching up would fire the passed deadlines back to back (microseconds apart); skipping
-    # them resumes the grid: half a period after the late tick, then whole periods.
-    gaps = [b - a for a, b in zip(times[3:7], times[4:8], strict=True)]
+    # them resumes the grid: the late tick, 0.8 period later the next, then whole periods. (The
+    # gap right after the late tick shrinks by however late the sleep woke: not asserted.)
+    gaps = [b - a for a, b in zip(times[4:7], times[5:8], strict=True)]
     assert min(gaps) > 0.2 * period, gaps
 
 

@@ -93,7 +93,19 @@ def test_when_a_chunk_comes_late_expect_its_crossfade_stretched_to_blend_per_del
     # A chunk on time (0.05 s: 2 x 0.05 < blend_time) still takes blend_time.
     b.add(_ramp(20, start=2.0, step=0.0), obs_stamp=0.95, now=1.0)
     assert b.target(1.1)[0] == pytest.approx(1.5)
-    assert b.target(1.2)[0] == 2.0
+    assert b.target(1.21)[0] == 2.0
+
+
+def test_when_a_chunk_on_time_follows_a_late_one_mid_crossfade_expect_continuity_and_its_own_blend():
+    b = ChunkBlender(DT, blend_time=0.2, hold_time=0.2, blend_per_delay=2.0)
+    b.add(_ramp(30, start=0.0, step=0.0), obs_stamp=0.0, now=0.0)
+    b.add(_ramp(30, start=1.0, step=0.0), obs_stamp=0.25, now=0.5)  # late: 0.5 s crossfade
+    before = b.target(0.6)[0]
+    b.add(_ramp(30, start=2.0, step=0.0), obs_stamp=0.55, now=0.6)  # on time: 0.2 s, ends first
+    assert b.target(0.6)[0] == before
+    xs = [b.target(0.6 + k * TICK)[0] for k in range(1, 11)]
+    assert np.all(np.diff([before, *xs]) > 0), "the target went back while crossfading to higher values"
+    assert xs[-1] == 2.0 and len(b._chunks) == 1, "the older, longer crossfade kept the newest chunk from taking over"
 
 
 def test_when_chunk_arrives_mid_crossfade_expect_continuity_and_old_chunks_dropped_after():

@@ -18,9 +18,10 @@ its offset / blend_time); a control tick of length h changes the target by at mo
 max(|T'|, |C'|) h + 1.5 |C - T| h / blend_time. A chunk that comes late (its delay d = arrival -
 observation stamp) crossfades over max(blend_time, blend_per_delay * d) instead: the policy and the
 robot form a feedback loop through that delay, and correcting a delayed chunk's offset in less
-time than the delay makes the loop oscillate (measured on the demo: at ~200 ms from camera frame
-to chunk, 0.2 s crossfades swung the elbow 0.3-0.5 rad at 3 Hz, beyond the bridge's limits; twice
-the delay, none). A chunk
+time than the delay makes the loop oscillate (measured on the demo: with inference starved to
+p50 ~120 ms, 0.2 s crossfades swung the elbow 0.3-0.5 rad at ~3 Hz, beyond the bridge's limits;
+with inference slowed by a fixed 120 ms, 35 commanded samples beyond the limits with 0.2 s, none
+with twice the delay). A chunk
 arriving mid-crossfade crossfades from the blend in progress; earlier chunks are dropped once a
 later crossfade completes. This is the crossfade half of pi0.5's real-time chunking, without its
 inpainting guidance (which would need the model in the loop).
