@@ -39,6 +39,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from dit4dit_policy.easing import smoothstep
 from dit4dit_policy.policy.sync import FUTURE_TOLERANCE
 
 
@@ -154,8 +155,7 @@ class ChunkBlender:
         dt = self.action_period
         x = self._chunks[0].sample(now, dt).copy()
         for c in self._chunks[1:]:
-            w = (now - c.arrival) / c.blend  # in [0, 1) after the pruning above
-            x += (w * w * (3.0 - 2.0 * w)) * (c.sample(now, dt) - x)
+            x += smoothstep((now - c.arrival) / c.blend) * (c.sample(now, dt) - x)
         return x
 
     def _advance(self, now: float) -> None:

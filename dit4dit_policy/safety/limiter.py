@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from dit4dit_policy.easing import smoothstep
 from dit4dit_policy.joint_table import GROUPS, JointTable
 from dit4dit_policy.motor_targets import MotorTargets
 from dit4dit_policy.safety.interpolation import CommandInterpolator
@@ -438,10 +439,10 @@ class SafetyLimiter:
                     # tick: its first output is exactly the start pose). Started at enable, a policy
                     # that begins late, as after a reset, would meet a ramp mostly run.
                     self._t_ramp = now
-                s = 0.0 if self._t_ramp is None else min((now - self._t_ramp) / self.config.ramp_time, 1.0)
+                s = 0.0 if self._t_ramp is None else (now - self._t_ramp) / self.config.ramp_time
                 # Smoothstep, not a line: the goal starts and ends the ramp at rest. A line starts
                 # it at (target - start) / ramp_time at once, which the acceleration bound clips.
-                alpha = s * s * (3.0 - 2.0 * s)
+                alpha = smoothstep(s)
                 goal = self._start + alpha * (goal - self._start)
                 tau = alpha * tau
         dt_v = dt if self._dt_v is None else self._dt_v

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from dit4dit_policy.config import section_params
+from dit4dit_policy.easing import smoothstep
 from dit4dit_policy.joint_table import JointTable
 from dit4dit_policy.sim.config import check_interval, check_number
 from dit4dit_policy.sim.kinematics import ArmKinematics
@@ -47,11 +48,6 @@ EXPERT_PARAMS_FILE = "expert.yaml"
 EXPERT_SECTION = "sim_expert"
 # Horizontal width (m) over which the table and block zones fade in.
 _ZONE_WIDTH = 0.03
-
-
-def smoothstep(x: float) -> float:
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 @dataclass(frozen=True)
