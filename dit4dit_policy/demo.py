@@ -47,25 +47,40 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def command_rates(stamps: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Finite-difference velocity [N-1, J] and acceleration [N-2, J] of a command stream (stamps
+    [N] s, positions [N, J]) at the stream's own rate."""
+    t, q = np.asarray(stamps, np.float64), np.asarray(positions, np.float64)
+    if t.ndim != 1 or q.ndim != 2 or q.shape[0] != t.size or np.any(np.diff(t) <= 0):
+        raise ValueError("need strictly increasing stamps [N] and positions [N, J]")
+    dt = np.diff(t)[:, None]
+    v = np.diff(q, axis=0) / dt
+    return v, np.diff(v, axis=0) / ((dt[1:] + dt[:-1]) / 2)
+
+
 def beyond_limits(
     stamps: np.ndarray, positions: np.ndarray, max_velocity: np.ndarray, max_acceleration: np.ndarray
 ) -> dict[str, int]:
-    """Joint-samples of a command stream (stamps [N] s, positions [N, J]) whose finite-difference
-    velocity or acceleration, at the stream's own rate, exceeds the limits [J]: what the commands
-    themselves ask beyond the robot's limits, as opposed to what the bridge clamps per 2 ms tick,
-    which also counts its catching up after a command delivered late."""
-    t, q = np.asarray(stamps, np.float64), np.asarray(positions, np.float64)
-    if t.ndim != 1 or q.shape[0] != t.size or np.any(np.diff(t) <= 0):
-        raise ValueError("need strictly increasing stamps [N] and positions [N, J]")
-    if t.size < 3:
-        return {"velocity": 0, "acceleration": 0}
-    dt = np.diff(t)[:, None]
-    v = np.diff(q, axis=0) / dt
-    a = np.diff(v, axis=0) / ((dt[1:] + dt[:-1]) / 2)
+    """Joint-samples of a command stream whose velocity or acceleration (`command_rates`) exceeds
+    the limits [J]: what the commands themselves ask beyond the robot's limits, as opposed to what
+    the bridge clamps per 2 ms tick, which also counts its catching up after a command delivered
+    late."""
+    v, a = command_rates(stamps, positions)
     return {
         "velocity": int(np.count_nonzero(np.abs(v) > max_velocity)),
         "acceleration": int(np.count_nonzero(np.abs(a) > max_acceleration)),
     }
+
+
+def acceleration_summary(streams: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """RMS and p99 of |acceleration| (rad/s^2) over every joint-sample of the command streams
+    (`command_rates`): how rough the commands are long before any of them reaches a limit, so
+    it separates two policies where the bridge's clamp counts, a few rare events, cannot."""
+    a = [np.abs(command_rates(t, q)[1]).ravel() for t, q in streams]
+    a = np.concatenate(a) if a else np.empty(0)
+    if a.size == 0:
+        return {"rms": math.nan, "p99": math.nan}
+    return {"rms": float(np.sqrt(np.mean(a * a))), "p99": float(np.percentile(a, 99))}
 
 
 def contact_sheet(frames: list[np.ndarray], columns: int, path: Path, scale: int = 2) -> Path:
@@ -242,6 +257,9 @@ def run(out: Path, episodes: int, checkpoint: Path, console: Console) -> dict:
             # Commands that reached the bridge half an interval or more behind the policy's schedule.
             "late_commands_during_episodes": watch.grown["episode"].get("late_commands", 0),
             "policy_commands_beyond_limits": beyond,
+            "policy_command_acceleration": acceleration_summary(
+                [(streams[f"stamps_{k:03d}"], streams[f"positions_{k:03d}"]) for k in range(len(results))]
+            ),
             "intervening_states_seen": intervened,
             "intervening_states_seen_at_episode_starts": at_starts,
         },
@@ -298,6 +316,10 @@ def _print(report: dict, console: Console) -> None:
         (
             "policy commands beyond the limits (at 50 Hz)",
             str(report["safety"]["policy_commands_beyond_limits"]),
+        ),
+        (
+            "policy command acceleration rms / p99 (rad/s^2)",
+            "{rms:.2f} / {p99:.1f}".format(**report["safety"]["policy_command_acceleration"]),
         ),
         ("bridge hold/damping/fault seen", str(report["safety"]["intervening_states_seen"] or "never")),
         (

@@ -12,7 +12,7 @@ from PIL import Image
 from rich.console import Console
 
 from dit4dit_policy.config import load_yaml
-from dit4dit_policy.demo import beyond_limits, contact_sheet, run, wilson_interval
+from dit4dit_policy.demo import acceleration_summary, beyond_limits, contact_sheet, run, wilson_interval
 from dit4dit_policy.runner import console_scripts
 from dit4dit_policy.sim_session import SessionSettings, collect, stack_specs
 
@@ -90,6 +90,19 @@ def test_when_a_command_stream_is_checked_expect_samples_beyond_velocity_and_acc
     assert beyond_limits(t[:2], smooth[:2], vmax, amax) == {"velocity": 0, "acceleration": 0}
     with pytest.raises(ValueError, match="strictly increasing"):
         beyond_limits(t[::-1], smooth, vmax, amax)
+
+
+def test_when_streams_accelerate_expect_rms_and_p99_of_every_joint_sample_over_all_streams():
+    t = np.concatenate([[0.0], 0.01 + 0.02 * np.arange(1, 40)])  # one uneven interval first
+    # Joint 0 at a constant 4 rad/s^2 (a parabola's second difference is exact at any spacing);
+    # joint 1 at rest. A second, shorter stream at -8 rad/s^2 in joint 1.
+    first = np.stack([2.0 * t**2, np.zeros_like(t)], axis=1)
+    second = np.stack([np.zeros(10), -4.0 * t[:10] ** 2], axis=1)
+    got = acceleration_summary([(t, first), (t[:10], second)])
+    a = np.concatenate([np.full(38, 4.0), np.zeros(38), np.zeros(8), np.full(8, 8.0)])
+    assert got["rms"] == pytest.approx(np.sqrt(np.mean(a * a)))
+    assert got["p99"] == pytest.approx(np.percentile(a, 99))
+    assert np.isnan(acceleration_summary([])["rms"])
 
 
 def test_when_frames_tiled_expect_each_in_its_cell_at_scale(tmp_path):

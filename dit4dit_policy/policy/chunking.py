@@ -24,7 +24,9 @@ with inference slowed by a fixed 120 ms, 35 commanded samples beyond the limits 
 with twice the delay). A chunk
 arriving mid-crossfade crossfades from the blend in progress; earlier chunks are dropped once a
 later crossfade completes. This is the crossfade half of pi0.5's real-time chunking, without its
-inpainting guidance (which would need the model in the loop).
+inpainting guidance: pinning each chunk's first actions to what the robot executes of them anyway,
+in the default checkpoint's 4-step sampler it was not trained for, made the commands rougher
+(docs/BENCHMARKS.md, 2026-11-25).
 
 Past the newest chunk's last action its value is held for `hold_time`; after that `target` reports
 EXHAUSTED until a new chunk arrives, which then crossfades from the held value, i.e. from where the
