@@ -28,7 +28,9 @@ class PolicyConfig:
     action_period: float = 0.1
     # Crossfade from the executing trajectory to a newly arrived chunk takes this long, or this
     # many times the chunk's delay (arrival - observation stamp) if that is longer (0: never longer).
-    blend_time: float = 0.2
+    # 0.3 s rather than 0.2: the demo's commands were a quarter less rough (acceleration RMS) at the
+    # same touch time (docs/BENCHMARKS.md).
+    blend_time: float = 0.3
     blend_per_delay: float = 2.0
     # Past the end of the newest chunk the last action is held this long, then the chunker is
     # exhausted and nothing is published (the bridge watchdog takes over).
