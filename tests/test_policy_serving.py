@@ -31,10 +31,11 @@ def test_when_called_expect_the_preprocessed_frame_and_the_current_instruction_r
     obs = Observation(frame=(image, "bgr8"), frame_stamp=3.0, joints=np.array([0.1, 0.2]), joint_stamp=3.0)
     policy(obs)
     policy.instruction = "now the green one"
-    chunk = policy(obs)
+    later = Observation(frame=(image, "bgr8"), frame_stamp=3.5, joints=obs.joints, joint_stamp=3.49)
+    chunk = policy(later)
     (frame, joints, instruction), (_, _, instruction2) = runtime.calls
     assert torch.equal(frame, image_to_model(image, "bgr8", 16))
     assert np.array_equal(joints, obs.joints) and instruction == "touch the block"
     assert instruction2 == "now the green one"
     stamp, latest = policy.latest_chunk()
-    assert stamp == 3.0 and np.array_equal(latest, chunk) and chunk[0, 0] == 2.0
+    assert stamp == 3.5 and np.array_equal(latest, chunk) and chunk[0, 0] == 2.0  # the frame's stamp

@@ -99,10 +99,10 @@ def test_when_streams_accelerate_expect_rms_and_p99_of_every_joint_sample_over_a
     first = np.stack([2.0 * t**2, np.zeros_like(t)], axis=1)
     second = np.stack([np.zeros(10), -4.0 * t[:10] ** 2], axis=1)
     got = acceleration_summary([(t, first), (t[:10], second)])
-    a = np.concatenate([np.full(38, 4.0), np.zeros(38), np.zeros(8), np.full(8, 8.0)])
-    assert got["rms"] == pytest.approx(np.sqrt(np.mean(a * a)))
-    assert got["p99"] == pytest.approx(np.percentile(a, 99))
-    assert np.isnan(acceleration_summary([])["rms"])
+    # 84 joint-samples at 4 or 0 rad/s^2 and 8 at 8: more than the top 1 % of 92, so p99 is 8.
+    assert got["rms"] == pytest.approx(np.sqrt((38 * 16.0 + 8 * 64.0) / 92))
+    assert got["p99"] == pytest.approx(8.0)
+    assert all(np.isnan(v) for v in acceleration_summary([]).values())
 
 
 def test_when_frames_tiled_expect_each_in_its_cell_at_scale(tmp_path):
@@ -137,6 +137,10 @@ def test_when_demo_runs_one_episode_expect_report_with_the_stacks_figures(tmp_pa
         stamps, positions = commands["stamps_000"], commands["positions_000"]
     assert stamps.size > 100 and np.all(np.diff(stamps) > 0)
     assert positions.shape == (stamps.size, len(joints)) and np.all(np.isfinite(positions))
+    # Its roughness is of those very commands.
+    assert written["safety"]["policy_command_acceleration"] == pytest.approx(
+        acceleration_summary([(stamps, positions)])
+    )
 
 
 @pytest.mark.slow
