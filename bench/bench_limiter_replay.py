@@ -32,6 +32,7 @@ from rich.progress import track
 from rich.table import Table
 
 from dit4dit_policy.config import section_params
+from dit4dit_policy.demo import command_rates
 from dit4dit_policy.joint_table import load_joint_table
 from dit4dit_policy.safety import CommandInterpolator, SafetyConfig, SafetyLimiter
 from dit4dit_policy.sim_session import SessionSettings
@@ -75,9 +76,7 @@ def replay(table, config, names, stamps, positions, arrivals, late_ticks, rng) -
         out, _ = limiter.step(now)
         limiter.update_state(np.array(out.q), np.zeros_like(pose), now)
     status = limiter.status(now)
-    dt = np.diff(times)[:, None]
-    velocity = np.diff(np.array(reference), axis=0) / dt
-    second = np.abs(np.diff(velocity, axis=0)) / ((dt[1:] + dt[:-1]) / 2)  # between the ticks' midpoints
+    second = np.abs(command_rates(np.array(times), np.array(reference))[1])  # between the ticks' midpoints
     return {
         "clips": status.clamped["velocity"] + status.clamped["acceleration"],
         "late_commands": status.late_commands,

@@ -1,5 +1,5 @@
-"""The one easing curve of the stack: crossfades, start-up ramps and the expert's zone fades all
-start and end at rest with it, so none of them asks the acceleration limit for a step."""
+"""The one easing curve of the stack: the chunk crossfades, the limiter's start-up ramp and the
+expert's zone fades all start and end with zero slope through it, so none of them steps a velocity."""
 
 from __future__ import annotations
 
